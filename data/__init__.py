@@ -1,0 +1,1 @@
+"""Datasets: the JSONL manifest, synthetic data generators and loaders for real corpora."""

@@ -1,0 +1,3 @@
+from framestamp.cli import main
+
+raise SystemExit(main())

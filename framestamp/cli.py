@@ -1,0 +1,57 @@
+"""The ``framestamp`` command: one entry point, one subcommand per job.
+
+Each subcommand lives in the module that owns the job and exposes ``configure(parser)`` and
+``run(args) -> int``. Those modules keep heavy imports (torch, onnx) inside ``run`` so that
+``framestamp --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Later issues add train, evaluate, export, parity, build-engine,
+# locate and bench here.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("framestamp.data.synth", "generate a synthetic dataset (words, speakers, events) from a seed"),
+    "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one readable line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from framestamp import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="framestamp",
+        description="Frame-level timestamps from audio language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"framestamp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__.strip().splitlines()[0])
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as error:
+        # Errors raised on purpose for bad input carry a message meant for the user.
+        print(f"framestamp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"framestamp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""From per-frame head outputs to timestamps, in plain NumPy (paper section 2).
+
+Time is measured in frames inside this module (frame k covers [edge_k, edge_k + width_k), widths
+default to 1) and converted to seconds only on the way out. ``log_intensity[k]`` is the log of the
+Poisson rate per frame inside segment k, so segment k holds mass ``exp(log_intensity[k]) * width[k]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.frames import FRAME_SECONDS
+
+# Upper bound on (count x segments) candidate scores held at once: ~16 MB of float64 per array.
+_CHUNK_ELEMENTS = 2_000_000
+
+
+def _segments(values, mask, widths, name: str):
+    """Validate one example's per-frame values; return (values, valid, widths, left edges) as float64."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise InputError(f"{name} must be a non-empty 1-D array (frames,), got shape {values.shape}")
+    valid = np.ones(values.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if valid.shape != values.shape:
+        raise InputError(f"mask has shape {valid.shape} but {name} has shape {values.shape}")
+    if widths is None:
+        widths = np.ones(values.shape)
+    else:
+        widths = np.asarray(widths, dtype=np.float64)
+        if widths.shape != values.shape:
+            raise InputError(f"widths has shape {widths.shape} but {name} has shape {values.shape}")
+        if not (np.isfinite(widths) & (widths > 0)).all():
+            raise InputError("widths must be finite and positive (frames per segment)")
+    if np.isnan(values[valid]).any() or (values[valid] == np.inf).any():
+        raise InputError(f"{name} contains NaN or +inf at unmasked frames")
+    left_edges = np.concatenate(([0.0], np.cumsum(widths)[:-1]))
+    return values, valid, widths, left_edges
+
+
+def _log_masses(log_intensity, mask, widths):
+    log_intensity, valid, widths, left_edges = _segments(log_intensity, mask, widths, "log_intensity")
+    valid &= log_intensity > -np.inf  # a zero rate holds no events
+    if not valid.any():
+        raise InputError("no frame has positive intensity: every frame is masked or has log-intensity -inf")
+    log_mass = np.where(valid, log_intensity + np.log(widths), -np.inf)
+    return log_intensity, valid, widths, left_edges, log_mass
+
+
+def posterior_mode(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS, mask=None, widths=None):
+    """Posterior mode of each of ``count`` ordered event times under the IHP (paper eq. 6-8).
+
+    The i-th of n event times has density  p(t) ~ Lambda(t)^(i-1) (Lambda(T) - Lambda(t))^(n-i) lambda(t)
+    (eq. 8). On each segment lambda is constant and Lambda is linear, so p is a Beta-shaped
+    function of z = Lambda(t), unimodal with its peak at z* = (i-1)/(n-1) Lambda(T): the segment's
+    maximum is at z* clamped to the segment's ends. Scoring those candidates for every segment
+    and taking the best gives the exact maximiser. All sums are done in log space (prefix and
+    suffix log-cumsum-exp, never Lambda(T) - Lambda(t) by subtraction), so log-intensities far
+    apart in magnitude keep their precision.
+
+    Args:
+        log_intensity: (frames,) log-rate per frame.
+        count: number of events n >= 1.
+        frame_seconds: seconds per frame (width 1).
+        mask: optional (frames,) bool, False for padding; masked frames hold no mass.
+        widths: optional (frames,) segment widths in frames, for merged frames.
+
+    Returns: (count,) float64 sorted times in seconds. For n = 1 the density is flat inside the
+    best segment; its centre is returned.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise InputError(f"count must be an integer >= 1, got {count!r}")
+    log_intensity, valid, widths, left_edges, log_mass = _log_masses(log_intensity, mask, widths)
+    n = int(count)
+
+    segments = np.flatnonzero(valid)
+    rate = log_intensity[segments]
+    if n == 1:
+        best = segments[np.argmax(rate)]
+        return np.array([(left_edges[best] + widths[best] / 2) * frame_seconds])
+
+    mass = log_mass[segments]
+    log_prefix = np.logaddexp.accumulate(mass)  # log H_k: mass up to and including segment k
+    log_before = np.concatenate(([-np.inf], log_prefix[:-1]))  # log H_{k-1}
+    log_suffix = np.logaddexp.accumulate(mass[::-1])[::-1]  # log (Lambda(T) - H_{k-1})
+    log_after = np.concatenate((log_suffix[1:], [-np.inf]))  # log (Lambda(T) - H_k)
+    log_total = log_prefix[-1]
+
+    order = np.arange(1, n + 1, dtype=np.float64)
+    alpha, beta = order - 1, n - order  # Beta(i, n+1-i) exponents
+    peak_share = alpha / (n - 1)  # z* / Lambda(T)
+    with np.errstate(divide="ignore"):
+        log_peak = np.log(peak_share) + log_total
+        log_peak_rest = np.log1p(-peak_share) + log_total  # log (Lambda(T) - z*)
+    # Segments wholly below z* peak at their right end, those wholly above at their left end.
+    # Only i = 1 reaches z = 0 (and only i = n reaches z = Lambda(T)), where the exponent is 0:
+    # a finite stand-in for log 0 keeps 0 * log 0 = 0 without changing any other candidate.
+    right_z, right_rest = log_prefix, np.concatenate((log_after[:-1], [0.0]))
+    left_z, left_rest = np.concatenate(([0.0], log_before[1:])), log_suffix
+    below = np.searchsorted(log_prefix, log_peak, side="right")  # segments [0, below) end <= z*
+    above = np.searchsorted(log_before, log_peak, side="left")  # segments [above, K) start >= z*
+    column = np.arange(len(segments))
+    right_parts = np.stack((right_z, right_rest, rate))  # score = [alpha, beta, 1] @ parts
+    left_parts = np.stack((left_z, left_rest, rate))
+    coefficients = np.stack((alpha, beta, np.ones(n)), axis=1)
+
+    times = np.empty(n)
+    rows = max(1, _CHUNK_ELEMENTS // len(segments))
+    for start in range(0, n, rows):
+        chunk = slice(start, min(n, start + rows))
+        is_right = column < below[chunk, None]
+        score = np.where(is_right, coefficients[chunk] @ right_parts, coefficients[chunk] @ left_parts)
+        score[~is_right & (column < above[chunk, None])] = -np.inf  # the segment holding z*: below
+        best = np.argmax(score, axis=1)
+        best_score = score[np.arange(best.size), best]
+        fraction = np.where(best < below[chunk], 1.0, 0.0)
+
+        holder = below[chunk]  # the segment holding z* strictly inside, if any
+        has_holder = holder < above[chunk]
+        holder = np.minimum(holder, len(segments) - 1)
+        with np.errstate(invalid="ignore"):  # 0 * log 0 for i = 1 and i = n, never holders
+            peak_score = alpha[chunk] * log_peak[chunk] + beta[chunk] * log_peak_rest[chunk] + rate[holder]
+        use_peak = has_holder & (peak_score > best_score)
+        if use_peak.any():
+            best[use_peak] = holder[use_peak]
+            fraction[use_peak] = _peak_fraction(
+                peak_share[chunk][use_peak], log_before[holder[use_peak]], log_after[holder[use_peak]],
+                mass[holder[use_peak]], log_total,
+            )
+        segment = segments[best]
+        times[chunk] = left_edges[segment] + fraction * widths[segment]
+    return np.sort(times) * frame_seconds
+
+
+def _peak_fraction(peak_share, log_before, log_after, log_mass, log_total):
+    """Where z* = peak_share * Lambda(T) falls inside its segment, as a fraction of the segment.
+
+    Measured from the nearer end of Lambda (prefix or suffix) so the subtraction keeps precision.
+    """
+    before = np.exp(log_before - log_total)  # H_{k-1} / Lambda(T)
+    after = np.exp(log_after - log_total)  # (Lambda(T) - H_k) / Lambda(T)
+    mass = np.exp(log_mass - log_total)
+    from_left = (peak_share - before) / mass
+    from_right = 1.0 - ((1.0 - peak_share) - after) / mass
+    fraction = np.where(peak_share <= 0.5, from_left, from_right)
+    return np.clip(fraction, 0.0, 1.0)
+
+
+def expected_count(log_intensity, mask=None, widths=None) -> float:
+    """Lambda(T), the expected number of events under the IHP: sum of rate x width over valid frames.
+
+    Meaningful only for a head trained with the count term (``poisson_nll(..., count_term=True)``):
+    eq. 5 alone is blind to the overall scale of the intensity.
+    """
+    _, _, _, _, log_mass = _log_masses(log_intensity, mask, widths)
+    return float(np.exp(np.logaddexp.reduce(log_mass)))
+
+
+def estimate_count(log_intensity, mask=None, widths=None) -> int:
+    """Most likely number of events, the mode of Poisson(Lambda(T)): floor(Lambda(T)), at least 1."""
+    return max(1, int(np.floor(expected_count(log_intensity, mask, widths))))
+
+
+def binary_top_k(probabilities, count: int, frame_seconds: float = FRAME_SECONDS, mask=None, widths=None):
+    """Binary head decoding (paper 2.1): the ``count`` most probable frames' centre times, sorted.
+
+    Accepts probabilities or logits (any monotone score); masked frames are never chosen.
+    """
+    scores, valid, widths, left_edges = _segments(probabilities, mask, widths, "probabilities")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise InputError(f"count must be an integer >= 1, got {count!r}")
+    if count > valid.sum():
+        raise InputError(f"asked for {count} events but only {int(valid.sum())} unmasked frames exist")
+    scores = np.where(valid, scores, -np.inf)
+    chosen = np.argsort(-scores, kind="stable")[:count]
+    return np.sort(left_edges[chosen] + widths[chosen] / 2) * frame_seconds
+
+
+def binary_count(probabilities, threshold: float = 0.5, mask=None) -> int:
+    """Number of events for a binary head: runs of consecutive frames at or above ``threshold``."""
+    scores, valid, _, _ = _segments(probabilities, mask, None, "probabilities")
+    above = valid & (scores >= threshold)
+    return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1]))

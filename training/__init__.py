@@ -1,0 +1,1 @@
+"""framestamp.training"""
