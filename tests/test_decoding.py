@@ -1,0 +1,216 @@
+"""posterior_mode against an independent brute-force maximiser, and the binary decoding."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from framestamp.runtime import InputError
+from framestamp.runtime.decoding import (
+    binary_count,
+    binary_top_k,
+    estimate_count,
+    expected_count,
+    posterior_mode,
+)
+
+FRAME = 0.04
+
+
+def brute_force_scores(log_intensity, count, order, mask, widths, segment, position):
+    """log p(t) of eq. 8 for the ``order``-th of ``count`` events, at ``position`` in [0, 1] of ``segment``.
+
+    Direct float64 sums of rescaled rates (the largest rate is 1), independent of the decoder's
+    log-space formulation; constants that do not depend on t are dropped. Arguments broadcast.
+    """
+    top = log_intensity[mask].max()
+    rate = np.where(mask, np.exp(log_intensity - top), 0.0)
+    mass = rate * widths
+    before = np.cumsum(mass) - mass  # mass of the segments left of each segment
+    after = np.cumsum(mass[::-1])[::-1] - mass  # and right of it
+    z = before[segment] + mass[segment] * position
+    rest = after[segment] + mass[segment] * (1 - position)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(order > 1, (order - 1) * np.log(z), 0.0)  # z^0 = 1, also at z = 0
+        score = score + np.where(order < count, (count - order) * np.log(rest), 0.0)
+    return np.where(mask[segment], score + log_intensity[segment] - top, -np.inf)
+
+
+def brute_force_modes(log_intensity, count, orders, mask, widths, grid=48, rounds=4, keep=3):
+    """For each order: the best score on a dense grid over every segment, then on zoomed grids
+    around the best ``keep`` segments."""
+    segments = np.flatnonzero(mask)
+    position = np.linspace(0.0, 1.0, grid + 1)
+    offsets = np.linspace(-1.0, 1.0, grid + 1)
+    orders = np.asarray(orders)
+    best = np.empty(len(orders))
+    step = max(1, 2_000_000 // (len(segments) * (grid + 1)))
+    for start in range(0, len(orders), step):
+        order = orders[start:start + step, None, None]
+        coarse = brute_force_scores(log_intensity, count, order, mask, widths, segments[None, :, None], position)
+        chunk_best = coarse.max(axis=(1, 2))
+        kept = np.argsort(-coarse.max(axis=2), axis=1)[:, :keep]  # (orders, keep)
+        centre = position[np.take_along_axis(coarse.argmax(axis=2), kept, axis=1)]
+        half = 1.0 / grid
+        for _ in range(rounds):
+            fine = np.clip(centre[..., None] + half * offsets, 0.0, 1.0)  # (orders, keep, grid+1)
+            scores = brute_force_scores(log_intensity, count, order, mask, widths, segments[kept][..., None], fine)
+            chunk_best = np.maximum(chunk_best, scores.max(axis=(1, 2)))
+            centre = np.take_along_axis(fine, scores.argmax(axis=2)[..., None], axis=2)[..., 0]
+            half *= 2.0 / grid
+        best[start:start + step] = chunk_best
+    return best
+
+
+def score_at(times_seconds, log_intensity, count, orders, mask, widths):
+    """The brute-force score of each order at its returned time; at a knot, the better of the
+    two segments. Seconds -> frames conversion rounds, so within 1e-9 frames of a knot is the knot."""
+    frames = np.asarray(times_seconds) / FRAME
+    edges = np.concatenate(([0.0], np.cumsum(widths)))
+    last = len(widths) - 1
+    nearest = np.argmin(np.abs(edges[None, :] - frames[:, None]), axis=1)
+    at_knot = np.abs(edges[nearest] - frames) <= 1e-9 * np.maximum(1.0, frames)
+    inner = np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, last)
+    inner_position = np.clip((frames - edges[inner]) / widths[inner], 0.0, 1.0)
+    # At a knot: the segment ending there (position 1) and the one starting there (position 0).
+    ending, starting = np.clip(nearest - 1, 0, last), np.clip(nearest, 0, last)
+    candidates = [
+        (np.where(at_knot, ending, inner), np.where(at_knot, np.where(nearest > 0, 1.0, 0.0), inner_position)),
+        (np.where(at_knot, starting, inner), np.where(at_knot, np.where(nearest <= last, 0.0, 1.0), inner_position)),
+    ]
+    return np.maximum(*(brute_force_scores(log_intensity, count, orders, mask, widths, segment, position)
+                        for segment, position in candidates))
+
+
+def check_against_brute_force(log_intensity, count, mask, widths, orders=None):
+    times = posterior_mode(log_intensity, count, FRAME, mask=mask, widths=widths)
+    mask_array = np.ones(len(log_intensity), bool) if mask is None else np.asarray(mask)
+    width_array = np.ones(len(log_intensity)) if widths is None else np.asarray(widths, float)
+    total = width_array.sum() * FRAME
+    assert times.shape == (count,)
+    assert np.isfinite(times).all()
+    assert (np.diff(times) >= 0).all()
+    assert times[0] >= 0 and times[-1] <= total * (1 + 1e-12)
+    orders = np.arange(1, count + 1) if orders is None else np.asarray(orders)
+    best = brute_force_modes(log_intensity, count, orders, mask_array, width_array)
+    found = score_at(times[orders - 1], log_intensity, count, orders, mask_array, width_array)
+    # The decoder must do at least as well as any grid point: it is the exact maximiser.
+    shortfall = best - 1e-9 * (1 + np.abs(best)) - found
+    assert (shortfall <= 0).all(), [(o, f, b) for o, f, b, s in zip(orders, found, best, shortfall) if s > 0]
+
+
+@st.composite
+def decoding_cases(draw):
+    """Structure from hypothesis (sizes, style, masks, widths), values from a seeded generator:
+    drawing thousands of floats one by one through hypothesis costs more than the check itself."""
+    frames = draw(st.integers(1, 32))
+    count = draw(st.integers(1, 40))
+    style = draw(st.sampled_from(["uniform", "extremes", "spiky", "flat", "ramp"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if style == "uniform":
+        values = rng.uniform(-80, 80, frames)
+    elif style == "extremes":  # only the ends of the range: rates e^-80 next to e^80
+        values = rng.choice([-80.0, 80.0, 0.0], frames)
+    elif style == "spiky":  # a low floor with a few peaks: how trained heads look
+        values = np.full(frames, rng.uniform(-80, 0))
+        peaks = rng.integers(0, frames, rng.integers(0, 5))
+        values[peaks] = rng.uniform(-10, 80, peaks.size)
+    elif style == "flat":
+        values = np.full(frames, rng.uniform(-80, 80))
+    else:
+        values = np.linspace(rng.uniform(-80, 80), rng.uniform(-80, 80), frames)
+    mask = None
+    if draw(st.booleans()):
+        mask = rng.random(frames) < draw(st.sampled_from([0.3, 0.7, 0.95]))
+        mask[rng.integers(0, frames)] = True
+    widths = rng.uniform(0.05, 8, frames) if draw(st.booleans()) else None
+    return values, count, mask, widths
+
+
+@settings(max_examples=10_000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(decoding_cases())
+def test_posterior_mode_is_the_exact_maximiser(case):
+    log_intensity, count, mask, widths = case
+    check_against_brute_force(log_intensity, count, mask, widths)
+
+
+def test_extreme_scale_large_count_and_long_audio():
+    rng = np.random.default_rng(7)
+    frames = 100_000
+    log_intensity = rng.uniform(-80, 80, frames)
+    log_intensity[rng.integers(0, frames, 50)] = 80.0  # ties at the top
+    orders = [1, 2, 3, 250, 498, 499, 500] + list(rng.integers(1, 501, 5))
+    check_against_brute_force(log_intensity, 500, None, None, orders=sorted(set(orders)))
+
+
+def test_uniform_intensity_modes_are_the_beta_modes():
+    # Lambda(t) = t: the i-th of n modes is (i-1)/(n-1) of the duration (eq. 6 with z = t).
+    times = posterior_mode(np.zeros(250), 11)
+    np.testing.assert_allclose(times, np.linspace(0, 250 * FRAME, 11), atol=1e-12)
+
+
+def test_single_event_is_the_centre_of_the_strongest_segment():
+    log_intensity = np.full(10, -3.0)
+    log_intensity[6] = 2.0
+    assert posterior_mode(log_intensity, 1) == pytest.approx([6.5 * FRAME])
+    widths = np.array([1, 1, 1, 1, 1, 1, 3, 1, 1, 1.0])  # segment 6 spans frames 6..9
+    assert posterior_mode(log_intensity, 1, widths=widths) == pytest.approx([7.5 * FRAME])
+
+
+def test_padding_never_changes_the_times():
+    rng = np.random.default_rng(3)
+    log_intensity = rng.normal(0, 4, 60)
+    padded = np.concatenate((log_intensity, rng.normal(50, 1, 40)))  # garbage at padded frames
+    mask = np.arange(100) < 60
+    np.testing.assert_array_equal(posterior_mode(log_intensity, 7), posterior_mode(padded, 7, mask=mask))
+
+
+def test_merged_segments_match_repeated_frames():
+    # A segment of width 3 with rate r is the same process as three frames of rate r.
+    rng = np.random.default_rng(4)
+    rates = rng.normal(0, 2, 8)
+    widths = np.array([1, 3, 1, 2, 1, 1, 4, 1.0])
+    expanded = np.repeat(rates, widths.astype(int))
+    np.testing.assert_allclose(
+        posterior_mode(rates, 9, widths=widths), posterior_mode(expanded, 9), atol=1e-9
+    )
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(InputError, match="count"):
+        posterior_mode(np.zeros(5), 0)
+    with pytest.raises(InputError, match="NaN"):
+        posterior_mode(np.array([0.0, np.nan]), 1)
+    with pytest.raises(InputError, match="masked"):
+        posterior_mode(np.zeros(3), 1, mask=np.zeros(3, bool))
+    with pytest.raises(InputError, match="widths"):
+        posterior_mode(np.zeros(3), 1, widths=[1, 0, 1])
+    with pytest.raises(InputError, match="1-D"):
+        posterior_mode(np.zeros((2, 3)), 1)
+
+
+def test_expected_count_and_estimate():
+    log_intensity = np.log(np.full(100, 0.037))  # Lambda(T) = 3.7
+    assert expected_count(log_intensity) == pytest.approx(3.7)
+    assert estimate_count(log_intensity) == 3  # Poisson mode = floor(Lambda)
+    mask = np.arange(100) < 50
+    assert expected_count(log_intensity, mask=mask) == pytest.approx(1.85)
+    assert expected_count(log_intensity, widths=np.full(100, 2.0)) == pytest.approx(7.4)
+
+
+def test_binary_top_k_takes_the_most_probable_frame_centres():
+    rng = np.random.default_rng(5)
+    probabilities = rng.uniform(0, 0.4, 50)
+    probabilities[[40, 3, 17]] = [0.9, 0.8, 0.95]
+    np.testing.assert_allclose(binary_top_k(probabilities, 3), np.array([3.5, 17.5, 40.5]) * FRAME)
+    mask = np.ones(50, bool)
+    mask[17] = False
+    assert 17.5 * FRAME not in binary_top_k(probabilities, 3, mask=mask)
+    with pytest.raises(InputError, match="unmasked"):
+        binary_top_k(probabilities[:2], 3)
+
+
+def test_binary_count_counts_runs_above_threshold():
+    probabilities = np.array([0.9, 0.8, 0.1, 0.6, 0.2, 0.7, 0.7, 0.7, 0.1])
+    assert binary_count(probabilities) == 3
+    assert binary_count(probabilities, threshold=0.85) == 1
