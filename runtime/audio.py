@@ -27,7 +27,11 @@ def to_model_rate(samples: np.ndarray, rate: int, source: str = "audio") -> np.n
     if not isinstance(rate, (int, np.integer)) or not MIN_RATE <= rate <= MAX_RATE:
         raise InputError(f"{source}: sample rate {rate!r} is not supported; give an integer rate in {MIN_RATE}..{MAX_RATE} Hz")
     if np.issubdtype(samples.dtype, np.integer):
-        samples = samples.astype(np.float32) / np.float32(np.iinfo(samples.dtype).max)
+        # PCM convention (as libsndfile): full scale is 2^(bits-1); unsigned PCM is offset by it.
+        info = np.iinfo(samples.dtype)
+        half_range = float(info.max) + 1 if info.min == 0 else -float(info.min)
+        offset = half_range if info.min == 0 else 0.0
+        samples = ((samples.astype(np.float64) - offset) / half_range).astype(np.float32)
     samples = samples.astype(np.float32, copy=False)
     if not np.isfinite(samples).all():
         raise InputError(f"{source}: contains NaN or infinite samples")

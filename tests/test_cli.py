@@ -1,0 +1,23 @@
+"""The framestamp command: help for every subcommand, and readable errors with exit status 2."""
+
+import subprocess
+import sys
+
+from framestamp.cli import SUBCOMMANDS, main
+
+
+def test_every_subcommand_has_help(capsys):
+    for name in SUBCOMMANDS:
+        try:
+            main([name, "--help"])
+        except SystemExit as exit:
+            assert exit.code == 0
+        assert "usage: framestamp " + name in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "framestamp", "synth", str(tmp_path), "--tasks", "dance"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "dance" in result.stderr
