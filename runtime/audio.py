@@ -29,7 +29,7 @@ def to_model_rate(samples: np.ndarray, rate: int, source: str = "audio") -> np.n
     if np.issubdtype(samples.dtype, np.integer):
         # PCM convention (as libsndfile): full scale is 2^(bits-1); unsigned PCM is offset by it.
         info = np.iinfo(samples.dtype)
-        half_range = float(info.max) + 1 if info.min == 0 else -float(info.min)
+        half_range = (float(info.max) + 1) / 2 if info.min == 0 else -float(info.min)
         offset = half_range if info.min == 0 else 0.0
         samples = ((samples.astype(np.float64) - offset) / half_range).astype(np.float32)
     samples = samples.astype(np.float32, copy=False)
