@@ -6,6 +6,10 @@ only attend to a question they have already seen.
 
 from __future__ import annotations
 
+import json
+import math
+import re
+
 from framestamp.runtime.errors import InputError
 
 # task -> (template, the prompt fields it needs)
@@ -54,3 +58,78 @@ def render_prompt(task: str, fields: dict) -> str:
     if "occurrence" in values:
         values["ordinal"] = ordinal(values["occurrence"])
     return template.format(**values)
+
+
+# ----------------------------------------------------------------------------- the chat layout
+# One user turn: the question, then the audio block (one placeholder per 40 ms frame), then the
+# assistant turn, where the token baseline writes its answer. Qwen2.5-Omni and Qwen2-Audio share
+# these special tokens; the frame head reads the decoder states at the placeholders.
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+AUDIO_START, AUDIO_TOKEN, AUDIO_END = "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"
+PAD_TOKEN = "<|endoftext|>"
+SPECIAL_TOKENS = (PAD_TOKEN, IM_START, IM_END, AUDIO_START, AUDIO_END, AUDIO_TOKEN, "<|IMAGE|>", "<|VIDEO|>")
+BEFORE_AUDIO = IM_START + "user\n{question}\n"
+AFTER_AUDIO = IM_END + "\n" + IM_START + "assistant\n"
+ANSWER_END = IM_END
+
+
+def special_token_id(tokenizer, token: str) -> int:
+    """The id of a special token in a ``tokenizers.Tokenizer``; a clear error if it lacks one."""
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise InputError(f"the tokenizer has no {token!r} token; framestamp needs the Qwen chat and audio tokens "
+                         f"{', '.join(SPECIAL_TOKENS[:6])}")
+    return token_id
+
+
+def prompt_ids(tokenizer, question: str, num_audio_frames: int, answer: str | None = None) -> tuple[list[int], int]:
+    """Token ids of the prompt and the index of its first audio placeholder.
+
+    ``answer`` (the token baseline's target text) is appended with its end token when given.
+    """
+    before = tokenizer.encode(BEFORE_AUDIO.format(question=question), add_special_tokens=False).ids
+    after = tokenizer.encode(AFTER_AUDIO, add_special_tokens=False).ids
+    audio = ([special_token_id(tokenizer, AUDIO_START)] + [special_token_id(tokenizer, AUDIO_TOKEN)] * num_audio_frames
+             + [special_token_id(tokenizer, AUDIO_END)])
+    ids = before + audio + after
+    if answer is not None:
+        ids += tokenizer.encode(answer + ANSWER_END, add_special_tokens=False).ids
+    return ids, len(before) + 1
+
+
+# -------------------------------------------------------------- the token baseline's answer text
+# The paper's appendix A.2: a fenced JSON list; words to 10 ms, speakers and events to 1 ms.
+ANSWER_KEY = {"word": "word", "speaker": "speaker", "event": "event"}
+DECIMALS = {"word": 2, "speaker": 3, "event": 3, "transcript": 2}
+
+
+def answer_text(task: str, fields: dict, times) -> str:
+    """The JSON answer the token baseline is trained to generate for one question."""
+    check_prompt_fields(task, fields)
+    decimals = DECIMALS[task]
+    if task == "transcript":
+        body = "[" + ", ".join(f"{t:.{decimals}f}" for t in times) + "]"
+    else:
+        value = str(fields["occurrence"]) if task == "speaker" else fields[task]
+        entries = [json.dumps({ANSWER_KEY[task]: value, "start": round(float(t), decimals)}, ensure_ascii=False)
+                   for t in times]
+        body = "[\n    " + ",\n    ".join(entries) + "\n]"
+    return "```json\n" + body + "\n```"
+
+
+def parse_answer(text: str, task: str) -> list[float] | None:
+    """Times from a generated answer, or None when it is malformed (counted as a miss, and reported)."""
+    match = re.search(r"```json\s*(.*?)\s*```", text, flags=re.DOTALL)
+    try:
+        answer = json.loads(match.group(1) if match else text.strip())
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(answer, list) or not answer:
+        return None
+    if task == "transcript":
+        numbers = answer
+    else:
+        numbers = [entry.get("start") if isinstance(entry, dict) else None for entry in answer]
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers):
+        return None
+    return [float(n) for n in numbers]

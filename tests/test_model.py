@@ -1,0 +1,135 @@
+"""The frame-head model on tiny presets: prompts, padding invariance, losses, checkpoints."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from framestamp.runtime import InputError
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.prompts import AUDIO_TOKEN, answer_text, parse_answer, prompt_ids, render_prompt
+from framestamp.training.checkpoint import build_model, load_checkpoint, save_checkpoint
+from framestamp.training.model import HeadConfig
+from framestamp.training.tokenizer import build_preset_tokenizer, preset_tokenizer
+
+QUESTIONS = [
+    ("word", {"word": "journey", "occurrence": 2}, [1.5]),
+    ("transcript", {"transcript": "late dance doctor"}, [0.1, 0.5, 1.9]),
+    ("speaker", {"occurrence": 1}, [0.25]),
+]
+
+
+def example(task, prompt, times):
+    return types.SimpleNamespace(task=task, prompt=prompt, times=times, question=render_prompt(task, prompt))
+
+
+def make_batch(model, mel, mel_lengths, questions):
+    """A right-padded batch built by hand (independent of the training collation)."""
+    frames = audio_frames_for_mel(mel_lengths)
+    rows = [model.prompt_ids(example(*q), int(f)) for q, f in zip(questions, frames)]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), model.pad_id)
+    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, (ids, _) in enumerate(rows):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attention_mask[b, : len(ids)] = 1
+    slots = max(len(q[2]) for q in questions)
+    times = torch.zeros(len(rows), slots, dtype=torch.float64)
+    used = torch.zeros(len(rows), slots, dtype=torch.bool)
+    for b, q in enumerate(questions):
+        times[b, : len(q[2])] = torch.tensor(q[2])
+        used[b, : len(q[2])] = True
+    return types.SimpleNamespace(input_ids=input_ids, attention_mask=attention_mask,
+                                 audio_start=torch.tensor([s for _, s in rows]), mel=mel, mel_lengths=mel_lengths,
+                                 num_audio_frames=frames, event_times=times, event_mask=used)
+
+
+def test_shipped_tokenizer_is_reproducible_and_prompts_lay_out_audio():
+    tokenizer = preset_tokenizer()
+    assert build_preset_tokenizer().to_str() == tokenizer.to_str()
+    ids, audio_start = prompt_ids(tokenizer, "When does the 1st speaker start speaking?", 7)
+    audio_id = tokenizer.token_to_id(AUDIO_TOKEN)
+    assert ids[audio_start: audio_start + 7] == [audio_id] * 7
+    assert ids.count(audio_id) == 7
+    assert tokenizer.decode(ids[:audio_start - 1]).endswith("speaking?\n")
+
+
+def test_answers_round_trip_and_malformed_answers_are_none():
+    for task, prompt, times in QUESTIONS:
+        text = answer_text(task, prompt, times)
+        assert parse_answer(text, task) == pytest.approx(times, abs=0.005)
+    assert parse_answer("```json\n[{\"word\": \"x\", \"start\": \"soon\"}]\n```", "word") is None
+    assert parse_answer("the answer is 1.5", "word") is None
+    assert parse_answer("```json\n[]\n```", "transcript") is None
+
+
+@pytest.mark.parametrize("backbone", ["omni-tiny", "qwen2-audio-tiny"])
+def test_padding_never_changes_an_examples_scores(backbone):
+    torch.manual_seed(0)
+    model = build_model(backbone, HeadConfig(lookahead=2)).eval()
+    mel_lengths = torch.tensor([530, 260, 111])
+    mel = torch.randn(3, 128, 530)
+    batch = make_batch(model, mel, mel_lengths, QUESTIONS)
+    with torch.no_grad():
+        together = model.run_batch(batch)
+        for b in range(3):
+            alone = make_batch(model, mel[b:b + 1, :, : mel_lengths[b]], mel_lengths[b:b + 1], QUESTIONS[b:b + 1])
+            single = model.run_batch(alone)
+            frames = int(batch.num_audio_frames[b])
+            assert together.frame_mask[b].sum() == frames
+            diff = (single.scores[0, :frames] - together.scores[b, :frames]).abs().max()
+            assert diff < 1e-4, (b, diff)
+
+
+def test_token_loss_counts_only_answer_tokens():
+    torch.manual_seed(1)
+    model = build_model("omni-tiny", HeadConfig(objective="tokens")).eval()
+    mel_lengths = torch.tensor([300, 200])
+    batch = make_batch(model, torch.randn(2, 128, 300), mel_lengths, QUESTIONS[:2])
+    with torch.no_grad():
+        output = model.run_batch(batch)
+        loss = model.token_loss(batch, output.hidden)
+        # Independently: the answer is the tokens of answer_text + <|im_end|> at the end of each prompt.
+        logits = model.backbone.lm_head(output.hidden).float()
+        terms = []
+        for b, q in enumerate(QUESTIONS[:2]):
+            answer = model.tokenizer.encode(answer_text(*q) + "<|im_end|>", add_special_tokens=False).ids
+            end = int(batch.attention_mask[b].sum())
+            for position in range(end - len(answer), end):
+                terms.append(F.cross_entropy(logits[b, position - 1][None], batch.input_ids[b, position][None]))
+        assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["poisson", "binary", "interpolated"])
+def test_training_loss_has_gradient_for_the_head_and_backbone(objective):
+    model = build_model("omni-tiny", HeadConfig(objective=objective))
+    batch = make_batch(model, torch.randn(2, 128, 300), torch.tensor([300, 250]), QUESTIONS[:2])
+    loss, metrics = model.training_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.head.projection.weight.grad.abs().sum() > 0
+    assert model.backbone.model.audio_tower.conv1.weight.grad.abs().sum() > 0
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    torch.manual_seed(2)
+    model = build_model("omni-tiny", HeadConfig(objective="binary", lookahead=1)).eval()
+    batch = make_batch(model, torch.randn(2, 128, 300), torch.tensor([300, 250]), QUESTIONS[:2])
+    save_checkpoint(model, tmp_path / "ckpt", features={"num_mel_bins": 128}, training={"steps": 0})
+    loaded, description = load_checkpoint(tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().run_batch(batch).scores, model.run_batch(batch).scores)
+    assert description["head"]["objective"] == "binary" and loaded.head_config.lookahead == 1
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == \
+        ["backbone", "framestamp.json", "head.safetensors", "tokenizer.json"]
+    path = tmp_path / "ckpt" / "framestamp.json"
+    altered = json.loads(path.read_text())
+    altered["prompts"]["templates"]["word"] = "Where is '{word}'?"
+    path.write_text(json.dumps(altered))
+    with pytest.raises(InputError, match="other prompt templates"):
+        load_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(InputError, match="not a framestamp checkpoint"):
+        load_checkpoint(tmp_path)

@@ -1,0 +1,113 @@
+"""A checkpoint is a folder that describes itself, written atomically:
+
+    framestamp.json     what it is: head, objective, feature settings, prompt layout, frame seconds,
+                        library versions, training metadata
+    backbone/           the audio LM as transformers saves it (config.json + model.safetensors):
+                        loads on its own with from_pretrained
+    head.safetensors    the frame head
+    tokenizer.json      the tokenizer (read by training and the torch-free runtime alike)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.files import atomic_path
+from framestamp.runtime.frames import FRAME_SECONDS
+from framestamp.runtime import prompts
+from framestamp.training.backbones import load_backbone
+from framestamp.training.model import FrameStampModel, HeadConfig
+
+FORMAT = "framestamp-checkpoint"
+FORMAT_VERSION = 1
+
+
+def prompt_layout() -> dict:
+    """The prompt definitions a checkpoint was trained with; the runtime must use the same bytes."""
+    return {
+        "templates": {task: template for task, (template, _) in prompts.TEMPLATES.items()},
+        "before_audio": prompts.BEFORE_AUDIO,
+        "after_audio": prompts.AFTER_AUDIO,
+        "answer_end": prompts.ANSWER_END,
+        "audio_tokens": [prompts.AUDIO_START, prompts.AUDIO_TOKEN, prompts.AUDIO_END],
+    }
+
+
+def build_model(backbone: str = "omni-tiny", head: HeadConfig | None = None, seed: int = 0,
+                dtype: torch.dtype | None = None) -> FrameStampModel:
+    """A fresh model: a preset (random init, framestamp's BPE tokenizer) or a local checkpoint folder
+    (real weights, its own tokenizer.json). The head is initialised from ``seed`` too."""
+    from framestamp.training.tokenizer import load_tokenizer, preset_tokenizer
+
+    model, info = load_backbone(backbone, seed=seed, dtype=dtype)
+    tokenizer = load_tokenizer(backbone) if Path(backbone).is_dir() else preset_tokenizer()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return FrameStampModel(model, info, head or HeadConfig(), tokenizer)
+
+
+def save_checkpoint(model: FrameStampModel, folder: str | Path, features: dict, training: dict | None = None) -> Path:
+    """Write ``model`` to ``folder`` (replacing it) atomically; returns the folder."""
+    from safetensors.torch import save_file
+
+    import transformers
+
+    import framestamp
+
+    folder = Path(folder)
+    with atomic_path(folder) as temporary:
+        temporary.mkdir()
+        model.backbone.save_pretrained(temporary / "backbone", safe_serialization=True)
+        head = {name: tensor.detach().contiguous().cpu() for name, tensor in model.head.state_dict().items()}
+        save_file(head, str(temporary / "head.safetensors"))
+        model.tokenizer.save(str(temporary / "tokenizer.json"))
+        description = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "framestamp_version": framestamp.__version__,
+            "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "backbone": {"kind": model.info.kind, "source": model.info.source, "hidden_size": model.info.hidden_size,
+                         "num_parameters": model.info.num_parameters},
+            "head": model.head_config.to_json(),
+            "frame_seconds": FRAME_SECONDS,
+            "features": features,
+            "prompts": prompt_layout(),
+            "training": training or {},
+        }
+        (temporary / "framestamp.json").write_text(json.dumps(description, indent=2) + "\n")
+    return folder
+
+
+def read_description(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "framestamp.json"
+    if not path.is_file():
+        raise InputError(f"{folder}: not a framestamp checkpoint (no framestamp.json); "
+                         "train one with `framestamp train` or give the folder it wrote")
+    description = json.loads(path.read_text())
+    if description.get("format") != FORMAT or description.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: format {description.get('format')!r} version {description.get('format_version')!r}; "
+                         f"this framestamp reads {FORMAT!r} version {FORMAT_VERSION}")
+    return description
+
+
+def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """The model saved in ``folder`` and its description (framestamp.json)."""
+    from safetensors.torch import load_file
+
+    from framestamp.training.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    description = read_description(folder)
+    if description["prompts"] != prompt_layout():
+        raise InputError(f"{folder}: trained with other prompt templates than this framestamp defines; "
+                         "use the framestamp version it names in framestamp.json")
+    backbone, info = load_backbone(str(folder / "backbone"), dtype=dtype)
+    head_config = HeadConfig(**description["head"])
+    model = FrameStampModel(backbone, info, head_config, load_tokenizer(folder / "tokenizer.json"))
+    model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    return model.to(device), description

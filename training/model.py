@@ -1,0 +1,196 @@
+"""The frame-head model: an audio LM whose final-layer states at the audio frames feed a light head.
+
+    mel (B, 128, L) ──encoder──> audio embeddings (B, F, H) ──merged into the prompt at the
+    <|AUDIO|> placeholders──> decoder ──final-layer states at those F positions──> head
+    ──> per frame and channel: log-intensity (Poisson, eq. 2) or logit (binary, eq. 1)
+
+The question comes before the audio (runtime/prompts.py): the decoder is causal, so audio frames
+can only attend to a question they have already read. Positions are cumsum(attention_mask) - 1,
+which makes every example's outputs independent of how much padding its batch adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.prompts import AFTER_AUDIO, answer_text, prompt_ids, special_token_id
+from framestamp.training.backbones import BackboneInfo
+from framestamp.training.losses import frame_targets, poisson_nll, weighted_bce
+
+OBJECTIVES = ("poisson", "binary", "tokens", "interpolated")
+
+
+@dataclass
+class HeadConfig:
+    objective: str = "poisson"  # poisson | binary | tokens | interpolated (tokens + weight x poisson)
+    channels: tuple[str, ...] = ("onset",)
+    lookahead: int = 0  # following frames the head also reads (0: the paper's per-frame linear head)
+    poisson_weight: float = 1.0  # lambda in T + lambda P (paper 4.6), for "interpolated"
+    count_term: bool = False  # train Lambda(T) to the event count too (poisson_nll)
+    positive_weight: float | None = None  # binary class weight; None: negatives/positives per batch
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.lookahead < 0:
+            raise InputError(f"lookahead must be >= 0 frames, got {self.lookahead}")
+        self.channels = tuple(self.channels)
+
+    @property
+    def uses_frames(self) -> bool:
+        return self.objective != "tokens"
+
+    @property
+    def uses_tokens(self) -> bool:
+        return self.objective in ("tokens", "interpolated")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+
+class FrameHead(nn.Module):
+    """h . d per frame (eq. 2), or, with look-ahead, a causal-in-reverse convolution over the frame
+    and the next ``lookahead`` frames: the state at an onset cannot see the word that follows it."""
+
+    def __init__(self, hidden_size: int, channels: int, lookahead: int = 0):
+        super().__init__()
+        self.lookahead = lookahead
+        self.projection = nn.Conv1d(hidden_size, channels, kernel_size=lookahead + 1)
+
+    def forward(self, frame_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        # Zero padded frames so that the last real frames' look-ahead reads the same as unpadded.
+        states = frame_states.masked_fill(~frame_mask[..., None], 0.0).transpose(1, 2)
+        scores = self.projection(F.pad(states, (0, self.lookahead)))
+        return scores.transpose(1, 2)  # (B, F, channels)
+
+
+@dataclass
+class FrameOutput:
+    scores: torch.Tensor  # (B, F, channels): log-intensity (poisson) or logits (binary)
+    frame_mask: torch.Tensor  # (B, F) bool
+    hidden: torch.Tensor = field(repr=False)  # (B, T, H) final-layer decoder states
+
+
+class FrameStampModel(nn.Module):
+    def __init__(self, backbone: nn.Module, info: BackboneInfo, head: HeadConfig, tokenizer):
+        super().__init__()
+        self.backbone = backbone
+        self.info = info
+        self.head_config = head
+        self.tokenizer = tokenizer
+        self.pad_id = special_token_id(tokenizer, "<|endoftext|>")
+        self.answer_offset = len(tokenizer.encode(AFTER_AUDIO, add_special_tokens=False).ids)
+        if info.kind == "omni":
+            from framestamp.training.encoder import ChunkedAudioEncoder
+
+            # Held outside the module tree: it shares the backbone's tower parameters.
+            self._encoder = [ChunkedAudioEncoder.from_thinker(backbone)]
+        else:
+            self._encoder = []
+        self.head = FrameHead(info.hidden_size, len(head.channels), head.lookahead)
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.backbone.model.language_model
+
+    # ------------------------------------------------------------------------------ prompts
+    def prompt_ids(self, example, num_audio_frames: int, with_answer: bool | None = None):
+        """Token ids for one manifest example and where its audio placeholders start."""
+        if with_answer is None:
+            with_answer = self.head_config.uses_tokens
+        answer = answer_text(example.task, example.prompt, example.times) if with_answer else None
+        return prompt_ids(self.tokenizer, example.question, num_audio_frames, answer)
+
+    # ------------------------------------------------------------------------------ forward
+    def encode_audio(self, mel: torch.Tensor, mel_lengths: torch.Tensor):
+        """Audio embeddings in the decoder's width, (B, F, H), and the valid frames per example."""
+        if self.info.kind == "omni":
+            return self._encoder[0](mel, mel_lengths)
+        return self._encode_qwen2_audio(mel, mel_lengths)
+
+    def _encode_qwen2_audio(self, mel, mel_lengths):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        fixed = self.info.fixed_mel_frames
+        if mel.shape[-1] > fixed:
+            raise InputError(f"Qwen2-Audio takes at most {fixed // 100} s of audio; got {mel.shape[-1] / 100:.1f} s")
+        # Zero mel past each length: the conv front end's kernel reaches one frame into padding.
+        mel = mel.masked_fill(torch.arange(mel.shape[-1], device=mel.device)[None, None] >= mel_lengths[:, None, None], 0.0)
+        mel = F.pad(mel, (0, fixed - mel.shape[-1]))
+        tower = self.backbone.model.audio_tower
+        conv_positions = (fixed - 1) // 2 + 1
+        valid = torch.arange(conv_positions, device=mel.device)[None] < ((mel_lengths - 1) // 2 + 1)[:, None]
+        mask = create_bidirectional_mask(config=tower.config, inputs_embeds=mel.new_zeros(mel.shape[0], conv_positions, 1),
+                                         attention_mask=valid.long())
+        states = tower(mel.to(tower.conv1.weight.dtype), attention_mask=mask).last_hidden_state
+        return self.backbone.model.multi_modal_projector(states), audio_frames_for_mel(mel_lengths)
+
+    def decoder_states(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        """Final-layer decoder states with the audio embeddings merged in at the placeholders."""
+        embeddings = self.language_model.embed_tokens(input_ids)
+        # Gather + where rather than masked_scatter: exports with dynamic shapes (FACTS).
+        offset = torch.arange(input_ids.shape[1], device=input_ids.device)[None] - audio_start[:, None]
+        is_audio = (offset >= 0) & (offset < frame_counts[:, None])
+        index = offset.clamp(0, audio.shape[1] - 1)[..., None].expand(-1, -1, audio.shape[-1])
+        embeddings = torch.where(is_audio[..., None], torch.gather(audio.to(embeddings.dtype), 1, index), embeddings)
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        output = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions)
+        return output.last_hidden_state
+
+    def forward(self, input_ids, attention_mask, audio_start, mel, mel_lengths) -> FrameOutput:
+        audio, frame_counts = self.encode_audio(mel, mel_lengths)
+        hidden = self.decoder_states(input_ids, attention_mask, audio_start, audio, frame_counts)
+        num_frames = audio.shape[1]
+        frame_index = audio_start[:, None] + torch.arange(num_frames, device=hidden.device)[None]
+        frame_index = frame_index.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
+        frame_states = torch.gather(hidden, 1, frame_index)
+        frame_mask = torch.arange(num_frames, device=hidden.device)[None] < frame_counts[:, None]
+        scores = self.head(frame_states, frame_mask)
+        return FrameOutput(scores=scores.float(), frame_mask=frame_mask, hidden=hidden)
+
+    def run_batch(self, batch) -> FrameOutput:
+        return self(batch.input_ids, batch.attention_mask, batch.audio_start, batch.mel, batch.mel_lengths)
+
+    # ------------------------------------------------------------------------------ losses
+    def training_loss(self, batch):
+        """The objective's loss for one batch and a few numbers to log."""
+        output = self.run_batch(batch)
+        config = self.head_config
+        frames = output.scores.shape[1]
+        frame_mask = output.frame_mask
+        times, used = batch.event_times, batch.event_mask
+        metrics = {}
+        loss = output.scores.new_zeros(())
+        if config.objective in ("poisson", "interpolated"):
+            poisson = poisson_nll(output.scores[..., 0], times, used, frame_mask, count_term=config.count_term)
+            metrics["poisson"] = poisson.item()
+            loss = loss + (config.poisson_weight if config.objective == "interpolated" else 1.0) * poisson
+        if config.objective == "binary":
+            targets = frame_targets(times, used, frame_mask[:, :frames])
+            binary = weighted_bce(output.scores[..., 0], targets, frame_mask, pos_weight=config.positive_weight)
+            metrics["binary"] = binary.item()
+            loss = loss + binary
+        if config.uses_tokens:
+            tokens = self.token_loss(batch, output.hidden)
+            metrics["tokens"] = tokens.item()
+            loss = loss + tokens
+        return loss, metrics
+
+    def answer_starts(self, batch) -> torch.Tensor:
+        """Index of each example's first answer token: after the audio block and the turn change."""
+        return batch.audio_start + batch.num_audio_frames + 1 + self.answer_offset
+
+    def token_loss(self, batch, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on the answer tokens only (the token baseline's LM loss)."""
+        logits = self.backbone.lm_head(hidden[:, :-1]).float()
+        targets = batch.input_ids[:, 1:]
+        position = torch.arange(1, batch.input_ids.shape[1], device=targets.device)[None]
+        is_answer = (position >= self.answer_starts(batch)[:, None]) & batch.attention_mask[:, 1:].bool()
+        targets = torch.where(is_answer, targets, torch.full_like(targets, -100))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
