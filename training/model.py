@@ -131,14 +131,18 @@ class FrameStampModel(nn.Module):
         states = tower(mel.to(tower.conv1.weight.dtype), attention_mask=mask).last_hidden_state
         return self.backbone.model.multi_modal_projector(states), audio_frames_for_mel(mel_lengths)
 
-    def decoder_states(self, input_ids, attention_mask, audio_start, audio, frame_counts):
-        """Final-layer decoder states with the audio embeddings merged in at the placeholders."""
+    def merged_embeddings(self, input_ids, audio_start, audio, frame_counts):
+        """Token embeddings with the audio embeddings written over the placeholders."""
         embeddings = self.language_model.embed_tokens(input_ids)
         # Gather + where rather than masked_scatter: exports with dynamic shapes (FACTS).
         offset = torch.arange(input_ids.shape[1], device=input_ids.device)[None] - audio_start[:, None]
         is_audio = (offset >= 0) & (offset < frame_counts[:, None])
         index = offset.clamp(0, audio.shape[1] - 1)[..., None].expand(-1, -1, audio.shape[-1])
-        embeddings = torch.where(is_audio[..., None], torch.gather(audio.to(embeddings.dtype), 1, index), embeddings)
+        return torch.where(is_audio[..., None], torch.gather(audio.to(embeddings.dtype), 1, index), embeddings)
+
+    def decoder_states(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        """Final-layer decoder states with the audio embeddings merged in at the placeholders."""
+        embeddings = self.merged_embeddings(input_ids, audio_start, audio, frame_counts)
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         output = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions)
         return output.last_hidden_state

@@ -1,0 +1,234 @@
+"""Manifest examples -> padded batches: shapes, padding, masks, the audio cache, length filters and
+the resumable length-bucketed sampler."""
+
+import itertools
+from functools import partial
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from framestamp.data.manifest import Example, read_manifest, write_manifest
+from framestamp.runtime import InputError
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.features import log_mel
+from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
+from framestamp.training.batches import AudioCache, Batch, BucketBatchSampler, collate, length_filter
+from framestamp.training.losses import event_segments, poisson_nll
+
+PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
+CLIP_SECONDS = [0.5, 1.01, 1.7, 2.3, 3.1, 4.0, 4.6, 6.03]
+
+
+def prompt_ids_stub(example: Example, num_audio_frames: int) -> tuple[list[int], int]:
+    """A stand-in for the model's tokenizer: one token per question word, then the audio, then 2 closers."""
+    question = [BOS] + [10 + len(word) for word in example.question.split()]
+    return question + [AUDIO] * num_audio_frames + [EOS, EOS], len(question)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """Sine-tone clips (one at 22.05 kHz, resampled on load) and 2-3 questions per clip."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "clips").mkdir()
+    examples = []
+    for clip, seconds in enumerate(CLIP_SECONDS):
+        rate = 22_050 if clip == 2 else 16_000
+        t = np.arange(round(seconds * rate)) / rate
+        soundfile.write(folder / "clips" / f"{clip}.wav", 0.3 * np.sin(2 * np.pi * (200 + 50 * clip) * t), rate)
+        audio = f"clips/{clip}.wav"
+        examples.append(Example(id=f"{clip}/speaker", task="speaker", prompt={"occurrence": 1},
+                                times=(0.1 * seconds,), duration=seconds, audio=audio))
+        # An event ending at the clip's end: past the last 40 ms frame the encoder keeps.
+        examples.append(Example(id=f"{clip}/event", task="event", prompt={"event": "tone", "occurrence": 1},
+                                times=(seconds - 0.002,), ends=(seconds,), duration=seconds, audio=audio))
+        if clip % 2:
+            words = tuple(np.round(np.linspace(0.05, seconds, 2 + clip), 3))
+            examples.append(Example(id=f"{clip}/transcript", task="transcript",
+                                    prompt={"transcript": " ".join(["la"] * len(words))},
+                                    times=words, duration=seconds, audio=audio))
+    write_manifest(folder / "tiny.jsonl", examples)
+    return folder, read_manifest(folder / "tiny.jsonl")
+
+
+def make_batch(manifest, indices, **cache_arguments) -> tuple[Batch, AudioCache]:
+    folder, examples = manifest
+    cache = AudioCache(folder, **cache_arguments)
+    return collate([examples[i] for i in indices], cache, prompt_ids_stub, pad_id=PAD), cache
+
+
+def test_shapes_padding_and_masks(manifest):
+    folder, examples = manifest
+    batch, _ = make_batch(manifest, range(len(examples)))
+    count = len(examples)
+    assert len(batch) == count and batch.mel.dtype == torch.float32 and batch.event_times.dtype == torch.float64
+    for row, example in enumerate(examples):
+        mel = log_mel(load_audio(folder / example.audio))
+        mel_length, frames = mel.shape[1], int(batch.num_audio_frames[row])
+        assert int(batch.mel_lengths[row]) == mel_length == mel_frames_for_samples(len(load_audio(folder / example.audio)))
+        assert frames == audio_frames_for_mel(mel_length)
+        torch.testing.assert_close(batch.mel[row, :, :mel_length], torch.from_numpy(mel), rtol=0, atol=0)
+        assert not batch.mel[row, :, mel_length:].any()  # zeros past the clip
+
+        ids, start = prompt_ids_stub(example, frames)
+        tokens = len(ids)
+        assert batch.input_ids[row, :tokens].tolist() == ids and int(batch.audio_start[row]) == start
+        assert (batch.input_ids[row, tokens:] == PAD).all()
+        assert batch.attention_mask[row].tolist() == [1] * tokens + [0] * (batch.input_ids.shape[1] - tokens)
+        assert (batch.input_ids[row, start:start + frames] == AUDIO).all()
+
+        assert batch.frame_mask[row].tolist() == [True] * frames + [False] * (batch.frame_mask.shape[1] - frames)
+        events = len(example.times)
+        assert batch.event_mask[row].tolist() == [True] * events + [False] * (batch.event_mask.shape[1] - events)
+    assert batch.frame_mask.shape[1] == int(batch.num_audio_frames.max())
+    assert batch.mel.shape[2] == int(batch.mel_lengths.max())
+    assert batch.event_ends is None  # only some examples have ends
+
+
+def test_event_times_fall_in_unmasked_frames(manifest):
+    _, examples = manifest
+    batch, _ = make_batch(manifest, range(len(examples)))
+    frames_end = batch.num_audio_frames.to(torch.float64)[:, None] * FRAME_SECONDS
+    times = batch.event_times[batch.event_mask]
+    assert (times >= 0).all() and (batch.event_times <= frames_end).all()
+    # Times past the kept frames moved by less than the ~40 ms the encoder drops, and only those.
+    for row, example in enumerate(examples):
+        fitted = batch.event_times[row, : len(example.times)].numpy()
+        original = np.array(example.times)
+        assert np.all(original - fitted < 0.045) and np.all(fitted <= original)
+        np.testing.assert_array_equal(fitted[original <= float(frames_end[row])], original[original <= float(frames_end[row])])
+    # The losses agree: every event lands in a real frame (they raise otherwise).
+    segments = event_segments(batch.event_times, batch.event_mask, batch.frame_mask,
+                              torch.ones(batch.frame_mask.shape, dtype=torch.float64))
+    assert batch.frame_mask.gather(1, segments)[batch.event_mask].all()
+    log_intensity = torch.zeros(batch.frame_mask.shape)
+    assert torch.isfinite(poisson_nll(log_intensity, batch.event_times, batch.event_mask, batch.frame_mask))
+
+
+def test_ends_come_when_every_example_has_them(manifest):
+    _, examples = manifest
+    with_ends = [i for i, example in enumerate(examples) if example.ends is not None]
+    batch, _ = make_batch(manifest, with_ends)
+    frames_end = batch.num_audio_frames.to(torch.float64) * FRAME_SECONDS
+    assert batch.event_ends.shape == batch.event_times.shape
+    assert (batch.event_ends[:, 0] <= frames_end).all() and (batch.event_ends >= batch.event_times).all()
+
+
+def test_batch_moves_to_a_device(manifest):
+    batch, _ = make_batch(manifest, [0, 1])
+    moved = batch.to("cpu")
+    assert isinstance(moved, Batch) and moved.examples == batch.examples
+    assert torch.equal(moved.mel, batch.mel) and moved.event_ends is None
+
+
+def test_cache_shares_clips_between_questions(manifest):
+    _, examples = manifest
+    _, cache = make_batch(manifest, range(len(examples)))
+    assert cache.misses == len(CLIP_SECONDS) and cache.hits == len(examples) - len(CLIP_SECONDS)
+    _, uncached = make_batch(manifest, range(len(examples)), cache_megabytes=0)
+    assert len(uncached) == 0 and uncached.misses == len(examples)
+    # Room for about half the clips (0.6 MB = ~12 s of log-mel): the least recently used go first.
+    _, small = make_batch(manifest, range(len(examples)), cache_megabytes=0.6)
+    assert 0 < len(small) < len(CLIP_SECONDS)
+    assert small._cached_bytes <= 0.6 * 2**20
+
+
+def test_unusable_examples_are_refused(manifest, tmp_path):
+    folder, examples = manifest
+    cache = AudioCache(folder)
+    late = Example(id="late", task="speaker", prompt={"occurrence": 1}, times=(0.9,), duration=1.0,
+                   audio=examples[0].audio)  # clip 0 lasts 0.5 s
+    with pytest.raises(InputError, match="late.*0.900 s.*lasts about 0.50 s"):
+        collate([late], cache, prompt_ids_stub, pad_id=PAD)
+    generated = Example(id="gen", task="speaker", prompt={"occurrence": 1}, times=(0.1,), duration=1.0,
+                        generator={"name": "speakers", "seed": 3})
+    with pytest.raises(InputError, match="no audio file"):
+        collate([generated], cache, prompt_ids_stub, pad_id=PAD)
+    soundfile.write(tmp_path / "tick.wav", np.zeros(320), 16_000)  # 20 ms: no 40 ms frame
+    tick = Example(id="tick", task="speaker", prompt={"occurrence": 1}, times=(0.0,), duration=0.02,
+                   audio=str(tmp_path / "tick.wav"))
+    with pytest.raises(InputError, match="no 40 ms audio frame"):
+        collate([tick], cache, prompt_ids_stub, pad_id=PAD)
+    with pytest.raises(InputError, match="audio_start"):
+        collate([examples[0]], cache, lambda example, frames: ([AUDIO] * frames, 1), pad_id=PAD)
+
+
+def test_length_filter_splits_cleanly(manifest):
+    _, examples = manifest
+    short = length_filter(examples, max_seconds=4)
+    longer = length_filter(examples, min_seconds=4, max_seconds=8)
+    assert {e.duration for e in short} == {s for s in CLIP_SECONDS if s <= 4}
+    assert {e.duration for e in longer} == {s for s in CLIP_SECONDS if 4 < s <= 8}
+    assert len(short) + len(longer) == len(examples)
+    assert length_filter(examples) == examples
+    with pytest.raises(InputError, match="below"):
+        length_filter(examples, min_seconds=8, max_seconds=4)
+
+
+def fake_examples(count: int, seed: int = 0) -> list[Example]:
+    durations = np.random.default_rng(seed).uniform(1, 12, count).round(2)
+    return [Example(id=str(i), task="speaker", prompt={"occurrence": 1}, times=(0.5,), duration=float(d),
+                    audio=f"{i}.wav") for i, d in enumerate(durations)]
+
+
+def take(sampler, count):
+    """The next ``count`` batches, crossing epochs the way a training loop does."""
+    return list(itertools.islice(itertools.chain.from_iterable(iter(sampler) for _ in itertools.count()), count))
+
+
+def test_sampler_covers_every_example_once_per_epoch_in_similar_lengths():
+    examples = fake_examples(203)
+    sampler = BucketBatchSampler(examples, batch_size=8, seed=1, pool_batches=5)
+    epoch = list(sampler)
+    assert len(epoch) == len(sampler) == 26 and sampler.epoch == 1 and sampler.index == 0
+    assert sorted(i for batch in epoch for i in batch) == list(range(203))
+    assert sum(len(batch) < 8 for batch in epoch) == 1
+    durations = np.array([e.duration for e in examples])
+    bucketed_spread = np.mean([np.ptp(durations[batch]) for batch in epoch])
+    shuffled = np.random.default_rng(0).permutation(203)
+    random_spread = np.mean([np.ptp(durations[shuffled[i:i + 8]]) for i in range(0, 203, 8)])
+    assert bucketed_spread < random_spread / 3
+    assert list(sampler) != epoch  # a new epoch, a new order
+    assert sum(len(b) for b in BucketBatchSampler(examples, 8, drop_last=True)) == 200
+
+
+def test_sampler_is_deterministic():
+    examples = fake_examples(50)
+    first = take(BucketBatchSampler(examples, 4, seed=7), 40)
+    assert take(BucketBatchSampler(examples, 4, seed=7), 40) == first
+    assert take(BucketBatchSampler(examples, 4, seed=8), 40) != first
+    evaluation = list(BucketBatchSampler(examples, 4, shuffle=False))
+    durations = [examples[i].duration for batch in evaluation for i in batch]
+    assert durations == sorted(durations)
+
+
+@pytest.mark.parametrize("stop", [0, 1, 5, 13, 14, 20, 27])  # 13 batches per epoch: stops inside, at and past the end
+def test_sampler_resumes_on_the_very_next_batch(stop):
+    examples = fake_examples(50)
+    uninterrupted = take(BucketBatchSampler(examples, 4, seed=3), 40)
+    killed = BucketBatchSampler(examples, 4, seed=3)
+    before = take(killed, stop) if stop else []
+    state = killed.state_dict()
+    resumed = BucketBatchSampler(examples, 4, seed=3)
+    resumed.load_state_dict(state)
+    assert before + take(resumed, 40 - stop) == uninterrupted
+
+
+def test_sampler_refuses_a_state_from_other_data():
+    state = BucketBatchSampler(fake_examples(50), 4, seed=3).state_dict()
+    with pytest.raises(InputError, match="durations_sha1"):
+        BucketBatchSampler(fake_examples(50, seed=1), 4, seed=3).load_state_dict(state)
+    with pytest.raises(InputError, match="batch_size"):
+        BucketBatchSampler(fake_examples(50), 5, seed=3).load_state_dict(state)
+
+
+def test_works_as_a_dataloader_batch_sampler(manifest):
+    folder, examples = manifest
+    sampler = BucketBatchSampler(examples, batch_size=3, seed=0)
+    loader = torch.utils.data.DataLoader(
+        examples, batch_sampler=sampler,
+        collate_fn=partial(collate, features=AudioCache(folder), prompt_ids=prompt_ids_stub, pad_id=PAD))
+    batches = list(loader)
+    assert len(batches) == len(sampler)
+    assert sorted(example.id for batch in batches for example in batch.examples) == sorted(e.id for e in examples)

@@ -1,0 +1,74 @@
+"""Evaluation: greedy generation against a full forward pass, and decoding per objective."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from framestamp.data.manifest import Example, write_manifest
+from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.training.batches import AudioCache, collate
+from framestamp.training.checkpoint import build_model
+from framestamp.training.evaluate import evaluate, generate_token_ids, predict
+from framestamp.training.model import HeadConfig
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    examples = []
+    for i, seconds in enumerate([1.3, 2.2, 0.9]):
+        soundfile.write(folder / f"c{i}.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+        examples.append(Example(id=f"w{i}", task="word", prompt={"word": "late", "occurrence": 1}, times=(0.4,),
+                                duration=seconds, audio=f"c{i}.wav"))
+    examples.append(Example(id="t", task="transcript", prompt={"transcript": "late dance doctor"},
+                            times=(0.1, 0.3, 0.7), duration=1.3, audio="c0.wav"))
+    write_manifest(folder / "m.jsonl", examples)
+    return folder, examples
+
+
+def test_greedy_generation_matches_a_full_forward(clips):
+    folder, examples = clips
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(objective="tokens")).eval()
+    batch = collate(examples, AudioCache(folder), model.prompt_ids, model.pad_id)
+    answers = generate_token_ids(model, batch, max_new_tokens=12)
+    for b, example in enumerate(examples):
+        # Teacher-force prompt + generated answer in one pass: each token must be the argmax.
+        generated = answers[b]
+        one = collate([example], AudioCache(folder), lambda e, n: model.prompt_ids(e, n, with_answer=False), model.pad_id)
+        ids = torch.cat((one.input_ids, torch.tensor([generated])), dim=1)
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            output = model(ids, mask, one.audio_start, one.mel, one.mel_lengths)
+            logits = model.backbone.lm_head(output.hidden)
+        prompt_length = one.input_ids.shape[1]
+        expected = logits[0, prompt_length - 1: prompt_length - 1 + len(generated)].argmax(-1).tolist()
+        assert generated == expected[: len(generated)]
+
+
+@pytest.mark.parametrize("objective, decode", [("poisson", posterior_mode), ("binary", binary_top_k)])
+def test_frame_predictions_decode_each_examples_valid_frames(clips, objective, decode):
+    folder, examples = clips
+    model = build_model("omni-tiny", HeadConfig(objective=objective)).eval()
+    batch = collate(examples, AudioCache(folder), model.prompt_ids, model.pad_id)
+    predictions = predict(model, batch, objective)
+    with torch.no_grad():
+        for b, example in enumerate(examples):
+            alone = collate([example], AudioCache(folder), model.prompt_ids, model.pad_id)
+            output = model.run_batch(alone)
+            scores = output.scores[0, output.frame_mask[0], 0].double()
+            scores = torch.sigmoid(scores) if objective == "binary" else scores
+            np.testing.assert_allclose(predictions[b], decode(scores.numpy(), len(example.times)), atol=1e-6)
+
+
+def test_evaluate_reports_per_task_and_counts_malformed_answers(clips):
+    folder, examples = clips
+    model = build_model("omni-tiny", HeadConfig(objective="tokens"))
+    result = evaluate(model, examples, AudioCache(folder), batch_size=2, progress=False)
+    assert set(result.tasks) == {"word", "transcript"}
+    assert result.tasks["word"].count == 3 and result.tasks["transcript"].count == 3
+    # An untrained model writes no valid JSON: every question is malformed and every time a miss.
+    assert result.malformed == {"word": 3, "transcript": 1}
+    assert result.tasks["word"].missing == 3

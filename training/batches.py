@@ -1,0 +1,330 @@
+"""Manifest examples -> padded torch batches for training and evaluation.
+
+    examples --length_filter--> BucketBatchSampler (indices of similar-length examples)
+             --collate(AudioCache, prompt_ids)--> Batch: prompt ids, log-mel, event times, masks
+
+Features come from ``framestamp.runtime.features.log_mel``, the featurizer the runtime uses, so a
+trained head never sees different numbers at inference. Each clip is featurized alone and its mel
+zero-padded, so an example's features never depend on which batch it lands in.
+
+With ``torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=partial(collate, ...))``
+each worker process keeps its own AudioCache, and workers fetch batches ahead: save the sampler
+state of the batches the trainer has *consumed* (``state_dict`` counts the ones handed out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from framestamp.data.manifest import Example
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.features import DEFAULT_SETTINGS, FeatureSettings, log_mel
+from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel
+
+# prompt_ids(example, num_audio_frames) -> (token ids, index of the first audio placeholder)
+PromptIds = Callable[[Example, int], tuple[Sequence[int], int]]
+# features(example) -> (num_mel_bins, mel_frames) float32 log-mel
+Features = Callable[[Example], np.ndarray]
+
+LABEL_SLACK_SECONDS = 1e-3  # label files round clip ends up to the next millisecond
+
+
+class AudioCache:
+    """Loads an example's audio and computes its log-mel, keeping recent clips in memory.
+
+    Many questions share one clip, so features are cached by resolved audio path (least recently
+    used dropped first) up to ``cache_megabytes``; 0 turns the cache off. Returned arrays are
+    read-only because they are shared.
+    """
+
+    def __init__(self, manifest_dir: str | Path, settings: FeatureSettings = DEFAULT_SETTINGS,
+                 cache_megabytes: float = 256.0):
+        if cache_megabytes < 0:
+            raise InputError(f"cache_megabytes must be >= 0, got {cache_megabytes}")
+        self.manifest_dir = Path(manifest_dir)
+        self.settings = settings
+        self.cache_bytes = int(cache_megabytes * 2**20)
+        self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def audio_path(self, example: Example) -> Path:
+        path = example.audio_path(self.manifest_dir)
+        if path is None:
+            raise InputError(
+                f"example {example.id!r} has no audio file, only generator {example.generator}; "
+                "write its audio first (framestamp synth writes files and a manifest that names them)"
+            )
+        return path
+
+    def __call__(self, example: Example) -> np.ndarray:
+        path = self.audio_path(example)
+        mel = self._cache.get(path)
+        if mel is not None:
+            self._cache.move_to_end(path)
+            self.hits += 1
+            return mel
+        self.misses += 1
+        mel = log_mel(load_audio(path), self.settings, source=str(path))
+        mel.setflags(write=False)
+        self._remember(path, mel)
+        return mel
+
+    def _remember(self, path: Path, mel: np.ndarray) -> None:
+        if mel.nbytes > self.cache_bytes:
+            return
+        self._cache[path] = mel
+        self._cached_bytes += mel.nbytes
+        while self._cached_bytes > self.cache_bytes:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.nbytes
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def length_filter(examples: Iterable[Example], min_seconds: float | None = None,
+                  max_seconds: float | None = None) -> list[Example]:
+    """Examples with ``min_seconds < duration <= max_seconds`` (either bound optional).
+
+    Half-open so that adjacent ranges never share a clip: train ``max_seconds=4`` and test
+    ``min_seconds=4, max_seconds=8`` split the data cleanly for out-of-distribution studies.
+    """
+    if min_seconds is not None and max_seconds is not None and min_seconds >= max_seconds:
+        raise InputError(f"min_seconds ({min_seconds}) must be below max_seconds ({max_seconds})")
+    return [
+        example for example in examples
+        if (min_seconds is None or example.duration > min_seconds)
+        and (max_seconds is None or example.duration <= max_seconds)
+    ]
+
+
+@dataclass
+class Batch:
+    """A padded batch. B examples, T prompt tokens, L mel frames, F audio frames, N event slots."""
+
+    input_ids: torch.Tensor  # (B, T) long, right-padded with the pad id
+    attention_mask: torch.Tensor  # (B, T) long, 1 at real tokens
+    audio_start: torch.Tensor  # (B,) long, index of the first audio placeholder in input_ids
+    num_audio_frames: torch.Tensor  # (B,) long, audio placeholders = encoder frames (40 ms each)
+    mel: torch.Tensor  # (B, num_mel_bins, L) float32, zeros past mel_lengths
+    mel_lengths: torch.Tensor  # (B,) long
+    event_times: torch.Tensor  # (B, N) float64 seconds, 0 in unused slots
+    event_mask: torch.Tensor  # (B, N) bool
+    frame_mask: torch.Tensor  # (B, F) bool, True at each example's audio frames
+    examples: list[Example]
+    event_ends: torch.Tensor | None = None  # (B, N) float64, only when every example has ends
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        moved = {
+            field.name: getattr(self, field.name).to(device, non_blocking=non_blocking)
+            for field in fields(self) if isinstance(getattr(self, field.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def _prompt_for(example: Example, num_audio_frames: int, prompt_ids: PromptIds) -> tuple[list[int], int]:
+    ids, audio_start = prompt_ids(example, num_audio_frames)
+    ids = [int(token) for token in ids]
+    if not isinstance(audio_start, (int, np.integer)) or not 0 <= audio_start <= len(ids) - num_audio_frames:
+        raise InputError(
+            f"prompt_ids gave audio_start={audio_start!r} for example {example.id!r}, but its {len(ids)} ids must "
+            f"hold {num_audio_frames} audio placeholders from audio_start on"
+        )
+    return ids, int(audio_start)
+
+
+def _fit_to_frames(example: Example, times: Sequence[float], mel_frames: int, num_audio_frames: int,
+                   settings: FeatureSettings) -> list[float]:
+    """Times clamped to the end of the last audio frame; refuses a time past the audio itself.
+
+    The encoder's stride and pooling drop up to ~40 ms at the end of a clip, so an event there
+    (an interval's end at the clip's end, most often) is moved onto the last frame's right edge,
+    which the losses count as inside that frame.
+    """
+    audio_seconds = (mel_frames + 1) * settings.hop_length / settings.sample_rate  # >= the clip's length
+    if max(times) > audio_seconds + LABEL_SLACK_SECONDS:
+        raise InputError(
+            f"example {example.id!r} has a time at {max(times):.3f} s but its audio lasts about "
+            f"{mel_frames * settings.hop_length / settings.sample_rate:.2f} s; fix its times or its audio file"
+        )
+    frames_end = num_audio_frames * FRAME_SECONDS
+    return [min(float(time), frames_end) for time in times]
+
+
+def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
+            settings: FeatureSettings = DEFAULT_SETTINGS) -> Batch:
+    """Pad ``examples`` into one Batch.
+
+    ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
+    num_audio_frames)`` gives the token ids with ``num_audio_frames`` audio placeholders starting
+    at the returned index. ``num_audio_frames = audio_frames_for_mel(mel frames)``.
+    """
+    if len(examples) == 0:
+        raise InputError("collate needs at least one example")
+    mels, prompts, frame_counts, times, ends = [], [], [], [], []
+    for example in examples:
+        clip_mel = np.asarray(features(example), dtype=np.float32)
+        if clip_mel.ndim != 2 or clip_mel.shape[0] != settings.num_mel_bins:
+            raise InputError(
+                f"features for {example.id!r} have shape {clip_mel.shape}; expected ({settings.num_mel_bins}, frames)"
+            )
+        mel_frames = clip_mel.shape[1]
+        num_audio_frames = audio_frames_for_mel(mel_frames)
+        if num_audio_frames < 1:
+            raise InputError(
+                f"example {example.id!r}: {mel_frames} mel frames give no 40 ms audio frame; clips need at "
+                "least 30 ms of audio: drop it (length_filter) or fix its audio"
+            )
+        mels.append(clip_mel)
+        frame_counts.append(num_audio_frames)
+        prompts.append(_prompt_for(example, num_audio_frames, prompt_ids))
+        times.append(_fit_to_frames(example, example.times, mel_frames, num_audio_frames, settings))
+        if example.ends is not None:
+            ends.append(_fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))
+
+    batch_size = len(examples)
+    token_count = max(len(ids) for ids, _ in prompts)
+    input_ids = torch.full((batch_size, token_count), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((batch_size, token_count), dtype=torch.long)
+    for row, (ids, _) in enumerate(prompts):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+
+    mel_lengths = torch.tensor([mel.shape[1] for mel in mels], dtype=torch.long)
+    mel = torch.zeros((batch_size, settings.num_mel_bins, int(mel_lengths.max())), dtype=torch.float32)
+    for row, clip_mel in enumerate(mels):
+        mel[row, :, : clip_mel.shape[1]] = torch.tensor(clip_mel)  # a copy: cached arrays are read-only
+
+    num_audio_frames = torch.tensor(frame_counts, dtype=torch.long)
+    frame_mask = torch.arange(int(num_audio_frames.max()))[None, :] < num_audio_frames[:, None]
+
+    slots = max(len(row) for row in times)
+    event_times = torch.zeros((batch_size, slots), dtype=torch.float64)
+    event_mask = torch.zeros((batch_size, slots), dtype=torch.bool)
+    event_ends = torch.zeros((batch_size, slots), dtype=torch.float64) if len(ends) == batch_size else None
+    for row, row_times in enumerate(times):
+        event_times[row, : len(row_times)] = torch.tensor(row_times, dtype=torch.float64)
+        event_mask[row, : len(row_times)] = True
+        if event_ends is not None:
+            event_ends[row, : len(row_times)] = torch.tensor(ends[row], dtype=torch.float64)
+
+    return Batch(
+        input_ids=input_ids, attention_mask=attention_mask,
+        audio_start=torch.tensor([start for _, start in prompts], dtype=torch.long),
+        num_audio_frames=num_audio_frames, mel=mel, mel_lengths=mel_lengths,
+        event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
+        examples=list(examples), event_ends=event_ends,
+    )
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of example indices with similar durations, reproducible and resumable.
+
+    Each epoch (with ``shuffle``): a permutation seeded by (seed, epoch), cut into pools of
+    ``pool_batches`` batches; each pool sorted by duration and cut into batches (so a batch pads
+    little), then the order of all batches shuffled. Without ``shuffle``: every example sorted by
+    duration, the same each epoch (evaluation). An epoch's batches depend only on (seed, epoch),
+    so ``state_dict()`` (epoch, batches handed out) restores the exact next batch.
+    """
+
+    def __init__(self, examples: Sequence[Example], batch_size: int, seed: int = 0, shuffle: bool = True,
+                 drop_last: bool = False, pool_batches: int = 32):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(pool_batches, int) or pool_batches < 1:
+            raise InputError(f"pool_batches must be a positive integer, got {pool_batches!r}")
+        self.durations = np.array([example.duration for example in examples], dtype=np.float64)
+        if len(self.durations) == 0:
+            raise InputError("BucketBatchSampler needs at least one example")
+        if drop_last and len(self.durations) < batch_size:
+            raise InputError(f"{len(self.durations)} examples make no full batch of {batch_size} with drop_last=True")
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.pool_batches = pool_batches
+        self.epoch = 0
+        self.index = 0  # batches of this epoch already handed out
+        self._epoch_batches: tuple[int, list[list[int]]] | None = None
+
+    def _cut(self, indices: np.ndarray) -> list[list[int]]:
+        return [indices[start:start + self.batch_size].tolist() for start in range(0, len(indices), self.batch_size)]
+
+    def batches_for_epoch(self, epoch: int) -> list[list[int]]:
+        if self._epoch_batches is not None and self._epoch_batches[0] == epoch:
+            return self._epoch_batches[1]
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(self.durations))
+            pool_size = self.batch_size * self.pool_batches
+            batches = []
+            for start in range(0, len(order), pool_size):
+                pool = order[start:start + pool_size]
+                batches += self._cut(pool[np.argsort(self.durations[pool], kind="stable")])
+            if self.drop_last and len(batches[-1]) < self.batch_size:
+                batches.pop()  # only the last pool can end short: pools are whole batches
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        else:
+            batches = self._cut(np.argsort(self.durations, kind="stable"))
+            if self.drop_last and len(batches[-1]) < self.batch_size:
+                batches.pop()
+        self._epoch_batches = (epoch, batches)
+        return batches
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        full, rest = divmod(len(self.durations), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """The rest of the current epoch; the next ``iter`` starts the following epoch."""
+        if self.index >= len(self):
+            self.epoch, self.index = self.epoch + 1, 0
+        batches = self.batches_for_epoch(self.epoch)
+        while self.index < len(batches):
+            batch = batches[self.index]
+            self.index += 1  # counted before the caller sees it: a state saved now resumes after it
+            yield batch
+        self.epoch, self.index = self.epoch + 1, 0
+
+    def _fingerprint(self) -> dict:
+        return {
+            "num_examples": len(self.durations),
+            "durations_sha1": hashlib.sha1(self.durations.tobytes()).hexdigest(),
+            "batch_size": self.batch_size, "seed": self.seed, "shuffle": self.shuffle,
+            "drop_last": self.drop_last, "pool_batches": self.pool_batches,
+        }
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, **self._fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume at ``state``; refuses a state saved for other examples or settings."""
+        mismatched = [
+            f"{name}: saved {state.get(name)!r}, now {value!r}"
+            for name, value in self._fingerprint().items() if state.get(name) != value
+        ]
+        if mismatched:
+            raise InputError(
+                "sampler state was saved for different examples or settings (" + "; ".join(mismatched)
+                + "); resume with the same manifest, filters and sampler arguments"
+            )
+        epoch, index = state.get("epoch"), state.get("index")
+        if not isinstance(epoch, int) or epoch < 0 or not isinstance(index, int) or not 0 <= index <= len(self):
+            raise InputError(
+                f"sampler state has epoch={epoch!r}, index={index!r}; expected epoch >= 0 and 0 <= index <= {len(self)}"
+            )
+        self.epoch, self.index = epoch, index

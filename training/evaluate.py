@@ -1,0 +1,179 @@
+"""Timestamps from a trained model, scored against a manifest.
+
+    framestamp evaluate CKPT MANIFEST [--method poisson|binary|tokens] [--json]
+
+The number of events is known from the question (one, or the transcript's words), as in the
+paper. Frame heads decode with ``posterior_mode`` (Poisson) or top-k frames (binary); the token
+baseline generates its JSON answer greedily with a KV cache and malformed answers count as misses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.frames import FRAME_SECONDS
+from framestamp.runtime.metrics import timestamp_scores
+from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id
+
+METHODS = ("poisson", "binary", "tokens")
+
+
+def default_method(objective: str) -> str:
+    return {"poisson": "poisson", "binary": "binary", "tokens": "tokens", "interpolated": "poisson"}[objective]
+
+
+def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str) -> list[np.ndarray]:
+    """Per example: ``counts[b]`` times from one channel of frame scores (B, F)."""
+    decode = posterior_mode if method == "poisson" else binary_top_k
+    return [decode(scores[b][frame_mask[b]], int(counts[b]), FRAME_SECONDS) for b in range(len(counts))]
+
+
+def generate_answers(model, batch, max_new_tokens: int = 256) -> list[str]:
+    """Greedy answers of the token baseline for a batch, as text."""
+    return [model.tokenizer.decode(ids, skip_special_tokens=False)
+            for ids in generate_token_ids(model, batch, max_new_tokens)]
+
+
+@torch.no_grad()
+def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int]]:
+    """Greedy answer tokens (up to the end token) for a batch: left-padded prompts, one KV cache."""
+    device = batch.mel.device
+    rows = [model.prompt_ids(example, int(frames), with_answer=False)
+            for example, frames in zip(batch.examples, batch.num_audio_frames.tolist())]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), model.pad_id, dtype=torch.long, device=device)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    audio_start = torch.zeros(len(rows), dtype=torch.long, device=device)
+    for b, (ids, start) in enumerate(rows):
+        input_ids[b, width - len(ids):] = torch.tensor(ids, device=device)
+        attention_mask[b, width - len(ids):] = 1
+        audio_start[b] = width - len(ids) + start
+    audio, frame_counts = model.encode_audio(batch.mel, batch.mel_lengths)
+    embeddings = model.merged_embeddings(input_ids, audio_start, audio, frame_counts)
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    output = model.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions,
+                                  use_cache=True)
+    end_id = special_token_id(model.tokenizer, ANSWER_END)
+    generated = []
+    finished = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    next_position = positions[:, -1] + 1
+    for _ in range(max_new_tokens):
+        token = model.backbone.lm_head(output.last_hidden_state[:, -1]).argmax(-1)
+        token = torch.where(finished, torch.full_like(token, end_id), token)
+        generated.append(token)
+        finished |= token == end_id
+        if finished.all():
+            break
+        attention_mask = torch.cat((attention_mask, torch.ones_like(attention_mask[:, :1])), dim=1)
+        output = model.language_model(input_ids=token[:, None], attention_mask=attention_mask,
+                                      position_ids=next_position[:, None], past_key_values=output.past_key_values,
+                                      use_cache=True)
+        next_position = next_position + 1
+    tokens = torch.stack(generated, dim=1).tolist()
+    return [row[: row.index(end_id)] if end_id in row else row for row in tokens]
+
+
+@torch.no_grad()
+def predict(model, batch, method: str) -> list[np.ndarray | None]:
+    """Predicted times per example (None for a malformed generated answer)."""
+    counts = [len(example.times) for example in batch.examples]
+    if method == "tokens":
+        budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
+        answers = generate_answers(model, batch, max_new_tokens=budget)
+        return [None if (times := parse_answer(text, ex.task)) is None else np.asarray(times)
+                for text, ex in zip(answers, batch.examples)]
+    output = model.run_batch(batch)
+    scores = output.scores[..., 0]
+    if method == "binary":
+        scores = torch.sigmoid(scores)
+    return decode_frames(scores.cpu().double().numpy(), output.frame_mask.cpu().numpy(), counts, method)
+
+
+@dataclass
+class Evaluation:
+    method: str
+    tasks: dict = field(default_factory=dict)  # task -> TimestampScores
+    malformed: dict = field(default_factory=dict)  # task -> answers that could not be parsed
+
+    def as_dict(self) -> dict:
+        return {"method": self.method,
+                "tasks": {task: {**scores.as_dict(), "malformed": self.malformed.get(task, 0)}
+                          for task, scores in self.tasks.items()}}
+
+    def table(self) -> str:
+        lines = [f"method: {self.method}", "task         count  acc@20ms  acc@40ms  acc@100ms     MAD  malformed"]
+        for task, scores in self.tasks.items():
+            acc = scores.accuracy
+            lines.append(f"{task:<12} {scores.count:5d}  {acc[0.02]:8.1%}  {acc[0.04]:8.1%}  {acc[0.1]:9.1%}  "
+                         f"{scores.mad * 1000:4.0f} ms  {self.malformed.get(task, 0):9d}")
+        return "\n".join(lines)
+
+
+def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
+             device: str | torch.device = "cpu", progress: bool = True) -> Evaluation:
+    """Score ``model`` on ``examples`` (features: an AudioCache) task by task."""
+    from tqdm import tqdm
+
+    from framestamp.training.batches import collate
+
+    method = method or default_method(model.head_config.objective)
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "tokens" and not model.head_config.uses_frames:
+        raise InputError("this checkpoint has no frame head (objective 'tokens'): evaluate with --method tokens")
+    model.eval()
+    ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
+    predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
+    for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
+                      disable=not progress):
+        chunk = ordered[start:start + batch_size]
+        batch = collate(chunk, features, model.prompt_ids, model.pad_id).to(device)
+        for example, times in zip(chunk, predict(model, batch, method)):
+            expected = np.asarray(example.times)
+            if times is None or len(times) != len(expected):
+                malformed[example.task] += times is None
+                times = np.full(len(expected), np.nan)  # a miss for every time asked
+            predicted[example.task].extend(np.sort(times))
+            reference[example.task].extend(expected)
+    tasks = {task: timestamp_scores(predicted[task], reference[task]) for task in sorted(reference)}
+    return Evaluation(method=method, tasks=tasks, malformed=dict(malformed))
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint folder written by `framestamp train`")
+    parser.add_argument("manifest", type=Path, help="JSONL manifest to score against")
+    parser.add_argument("--method", choices=METHODS, help="decoding (default: the checkpoint's objective)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="score only the first N examples")
+    parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
+    parser.add_argument("--max-seconds", type=float, help="only clips at most this long")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.features import FeatureSettings
+    from framestamp.training.batches import AudioCache, length_filter
+    from framestamp.training.checkpoint import load_checkpoint
+
+    model, description = load_checkpoint(args.checkpoint, device=args.device)
+    examples = length_filter(read_manifest(args.manifest), args.min_seconds, args.max_seconds)
+    if args.limit:
+        examples = examples[: args.limit]
+    if not examples:
+        raise InputError(f"{args.manifest}: no examples left after the length filter")
+    features = AudioCache(args.manifest.parent, FeatureSettings.from_json(description["features"]))
+    result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
+    return 0
