@@ -15,12 +15,10 @@ import sys
 # locate and bench here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("framestamp.data.synth", "generate a synthetic dataset (words, speakers, events) from a seed"),
+    "train": ("framestamp.training.train", "train a frame-head or token-baseline model (resumes after a kill)"),
+    "evaluate": ("framestamp.training.evaluate", "score a checkpoint on a manifest: acc@20/40/100 ms and MAD per task"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
 }
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one readable line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from framestamp.runtime.errors import FramestampError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as error:
+    except (FramestampError, FileNotFoundError) as error:
         # Errors raised on purpose for bad input carry a message meant for the user.
         print(f"framestamp {args.command}: error: {error}", file=sys.stderr)
         return 2

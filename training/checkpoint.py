@@ -52,6 +52,15 @@ def build_model(backbone: str = "omni-tiny", head: HeadConfig | None = None, see
 
 def save_checkpoint(model: FrameStampModel, folder: str | Path, features: dict, training: dict | None = None) -> Path:
     """Write ``model`` to ``folder`` (replacing it) atomically; returns the folder."""
+    folder = Path(folder)
+    with atomic_path(folder) as temporary:
+        temporary.mkdir()
+        write_checkpoint(model, temporary, features, training)
+    return folder
+
+
+def write_checkpoint(model: FrameStampModel, folder: str | Path, features: dict, training: dict | None = None) -> None:
+    """Write the checkpoint files into ``folder`` (the caller makes it atomic: the trainer does)."""
     from safetensors.torch import save_file
 
     import transformers
@@ -59,27 +68,42 @@ def save_checkpoint(model: FrameStampModel, folder: str | Path, features: dict, 
     import framestamp
 
     folder = Path(folder)
-    with atomic_path(folder) as temporary:
-        temporary.mkdir()
-        model.backbone.save_pretrained(temporary / "backbone", safe_serialization=True)
-        head = {name: tensor.detach().contiguous().cpu() for name, tensor in model.head.state_dict().items()}
-        save_file(head, str(temporary / "head.safetensors"))
-        model.tokenizer.save(str(temporary / "tokenizer.json"))
-        description = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "framestamp_version": framestamp.__version__,
-            "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "backbone": {"kind": model.info.kind, "source": model.info.source, "hidden_size": model.info.hidden_size,
-                         "num_parameters": model.info.num_parameters},
-            "head": model.head_config.to_json(),
-            "frame_seconds": FRAME_SECONDS,
-            "features": features,
-            "prompts": prompt_layout(),
-            "training": training or {},
-        }
-        (temporary / "framestamp.json").write_text(json.dumps(description, indent=2) + "\n")
-    return folder
+    model.backbone.save_pretrained(folder / "backbone", safe_serialization=True)
+    head = {name: tensor.detach().contiguous().cpu() for name, tensor in model.head.state_dict().items()}
+    save_file(head, str(folder / "head.safetensors"))
+    model.tokenizer.save(str(folder / "tokenizer.json"))
+    description = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "framestamp_version": framestamp.__version__,
+        "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "backbone": {"kind": model.info.kind, "source": model.info.source, "hidden_size": model.info.hidden_size,
+                     "num_parameters": model.info.num_parameters},
+        "head": model.head_config.to_json(),
+        "frame_seconds": FRAME_SECONDS,
+        "features": features,
+        "prompts": prompt_layout(),
+        "training": training or {},
+    }
+    (folder / "framestamp.json").write_text(json.dumps(description, indent=2) + "\n")
+
+
+def load_weights(model: FrameStampModel, folder: str | Path) -> None:
+    """Read a checkpoint's weights into an existing model of the same shape (resuming training)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state = {}
+    for shard in sorted((folder / "backbone").glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    if not state:
+        raise InputError(f"{folder}: no backbone/*.safetensors weights to resume from")
+    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    model.backbone.tie_weights()  # save_pretrained writes tied tensors once
+    if unexpected or any(not name.endswith("lm_head.weight") for name in missing):
+        raise InputError(f"{folder}: weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+                         "resume with the same --backbone and head options")
+    model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
 
 
 def read_description(folder: str | Path) -> dict:

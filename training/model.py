@@ -172,7 +172,10 @@ class FrameStampModel(nn.Module):
         metrics = {}
         loss = output.scores.new_zeros(())
         if config.objective in ("poisson", "interpolated"):
-            poisson = poisson_nll(output.scores[..., 0], times, used, frame_mask, count_term=config.count_term)
+            per_example = poisson_nll(output.scores[..., 0], times, used, frame_mask, count_term=config.count_term,
+                                      reduction="none")
+            # Per event: a transcript's 30 words must not outweigh 30 single-word questions.
+            poisson = (per_example / used.sum(-1).clamp(min=1)).mean()
             metrics["poisson"] = poisson.item()
             loss = loss + (config.poisson_weight if config.objective == "interpolated" else 1.0) * poisson
         if config.objective == "binary":

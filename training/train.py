@@ -1,0 +1,212 @@
+"""Train a frame-head (or token-baseline) model on a manifest or on freshly generated synthetic data.
+
+    framestamp train OUT --train train.jsonl --eval dev.jsonl --backbone omni-tiny --objective poisson
+    framestamp train OUT --synth words,speakers,events --synth-count 2000 --steps 3000
+
+OUT receives checkpoints (OUT/checkpoint-<step>/, each a loadable checkpoint), log.jsonl, and the
+final model in OUT/model. Rerunning the same command after a kill resumes from the newest complete
+checkpoint. Multi-GPU: launch the same command with `torchrun --nproc_per_node=N -m framestamp train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+from framestamp.runtime.errors import InputError
+from framestamp.training.model import OBJECTIVES
+
+# Held out of synthetic training data so evaluation hears voices the model never heard.
+HELD_OUT_VOICES = ("en-029", "en-us-nyc")
+ALL_VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+
+
+class ManifestBatches:
+    """Length-bucketed batches from manifest examples, resumable at the next batch (a BatchSource).
+
+    With several processes (torchrun), process ``rank`` takes every ``world_size``-th batch.
+    """
+
+    def __init__(self, examples, batch_size: int, collate, seed: int = 0, rank: int = 0, world_size: int = 1):
+        from framestamp.training.batches import BucketBatchSampler
+
+        if len(examples) < batch_size * world_size:
+            raise InputError(f"{len(examples)} training examples cannot fill a batch of {batch_size} per process")
+        self.examples = examples
+        self.sampler = BucketBatchSampler(examples, batch_size, seed=seed, drop_last=True)
+        self.collate = collate
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.position = 0, 0
+
+    def __iter__(self):
+        batches = self.sampler.batches_for_epoch(self.epoch)
+        usable = len(batches) - len(batches) % self.world_size  # every process gets as many
+        while self.position < usable:
+            indices = batches[self.position + self.rank]
+            self.position += self.world_size  # counted before the trainer sees it: resumes after it
+            yield self.collate([self.examples[i] for i in indices])
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])  # refuses a state saved for other data
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    parser.add_argument("out", type=Path, help="output folder: checkpoints, log.jsonl, final model in OUT/model")
+    data.add_argument("--train", type=Path, help="training manifest (JSONL)")
+    data.add_argument("--eval", type=Path, help="evaluation manifest (JSONL)")
+    data.add_argument("--synth", help="instead of --train/--eval: generate synthetic data for these tasks "
+                      "(e.g. words,speakers,events) into OUT/data, evaluating on held-out voices")
+    data.add_argument("--synth-count", type=int, default=1000, help="training clips per synthetic task (default 1000)")
+    data.add_argument("--synth-seed", type=int, default=0)
+    data.add_argument("--min-seconds", type=float, help="train only on clips longer than this")
+    data.add_argument("--max-seconds", type=float, help="train only on clips up to this long (e.g. 4 for an OOD study)")
+    data.add_argument("--eval-min-seconds", type=float, help="evaluate only clips longer than this")
+    data.add_argument("--eval-max-seconds", type=float, help="evaluate only clips up to this long")
+    data.add_argument("--eval-limit", type=int, default=400, help="examples scored at each evaluation (default 400)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", default="omni-tiny", help="a preset (omni-tiny, omni-small, qwen2-audio-tiny, ...) "
+                       "or a local checkpoint folder (e.g. a Qwen2.5-Omni-3B download)")
+    model.add_argument("--objective", choices=OBJECTIVES, default="poisson")
+    model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
+    model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
+    model.add_argument("--count-term", action="store_true", help="also train Lambda(T) to the number of events")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    optim.add_argument("--batch-size", type=int, default=8)
+    optim.add_argument("--grad-accumulation", type=int, default=1)
+    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3 for presets "
+                       "trained from scratch; the paper fine-tunes Qwen2.5-Omni at 1e-6)")
+    optim.add_argument("--warmup", type=int, default=100)
+    optim.add_argument("--weight-decay", type=float, default=0.01)
+    optim.add_argument("--eval-every", type=int, default=500)
+    optim.add_argument("--save-every", type=int, default=100)
+    optim.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    optim.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast on CUDA")
+    optim.add_argument("--seed", type=int, default=0)
+    optim.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+
+def balanced_subset(examples, limit: int):
+    """At most ``limit`` examples, as evenly spread over tasks as they allow, the same every call."""
+    import random
+
+    by_task = {}
+    for example in sorted(examples, key=lambda e: e.id):
+        by_task.setdefault(example.task, []).append(example)
+    for group in by_task.values():
+        random.Random(0).shuffle(group)
+    chosen, share = [], max(1, limit // max(1, len(by_task)))
+    for group in by_task.values():
+        chosen += group[:share]
+    return chosen
+
+
+def synthesize(out: Path, tasks: str, count: int, seed: int) -> tuple[Path, Path]:
+    """Training data with most voices, evaluation data with the held-out voices; reused if present."""
+    from framestamp.cli import main as framestamp_main
+
+    train_voices = ",".join(v for v in ALL_VOICES if v not in HELD_OUT_VOICES)
+    plans = [(out / "data" / "train", count, seed, train_voices),
+             (out / "data" / "eval", max(20, count // 10), seed + 1, ",".join(HELD_OUT_VOICES))]
+    for folder, clips, clip_seed, voices in plans:
+        if (folder / "manifest.jsonl").is_file():
+            continue  # generated by an earlier (killed) run of this command: same seed, same data
+        status = framestamp_main(["synth", str(folder), "--tasks", tasks, "--count", str(clips),
+                                  "--seed", str(clip_seed), "--voices", voices])
+        if status:
+            raise InputError(f"generating synthetic data into {folder} failed")
+    return plans[0][0] / "manifest.jsonl", plans[1][0] / "manifest.jsonl"
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.features import DEFAULT_SETTINGS
+    from framestamp.training.batches import AudioCache, collate, length_filter
+    from framestamp.training.checkpoint import build_model, load_weights, save_checkpoint, write_checkpoint
+    from framestamp.training.evaluate import evaluate
+    from framestamp.training.model import HeadConfig
+    from framestamp.training.trainer import TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "framestamp train " + " ".join(_argv_of(args))
+    if args.synth:
+        if args.train or args.eval:
+            raise InputError("give either --synth or --train/--eval, not both")
+        args.train, args.eval = synthesize(args.out, args.synth, args.synth_count, args.synth_seed)
+    if args.train is None:
+        raise InputError("give a training manifest with --train, or --synth TASKS to generate one")
+
+    train_examples = length_filter(read_manifest(args.train), args.min_seconds, args.max_seconds)
+    if not train_examples:
+        raise InputError(f"{args.train}: no training examples left after the length filter")
+    eval_examples = []
+    if args.eval:
+        eval_examples = length_filter(read_manifest(args.eval), args.eval_min_seconds, args.eval_max_seconds)
+        eval_examples = balanced_subset(eval_examples, args.eval_limit)
+
+    head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
+                      count_term=args.count_term)
+    model = build_model(args.backbone, head, seed=args.seed)
+    config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
+                         max_steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
+                         eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
+                         precision=args.precision, device=args.device)
+    settings = DEFAULT_SETTINGS
+    features = AudioCache(args.train.parent, settings)
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    batches = ManifestBatches(train_examples, args.batch_size,
+                              partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id),
+                              seed=args.seed, rank=rank, world_size=world_size)
+    metadata = {"command": command, "train_manifest": str(args.train),
+                "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
+                "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict()}
+
+    eval_fn = None
+    if eval_examples:
+        eval_features = AudioCache(args.eval.parent, settings)
+
+        def eval_fn(trained):
+            result = evaluate(trained, eval_examples, eval_features, batch_size=args.batch_size,
+                              device=next(trained.parameters()).device, progress=False)
+            trained.train()
+            # acc@40ms per task in the progress bar; log.jsonl keeps every number.
+            return {f"{task}/{key}": value for task, scores in result.as_dict()["tasks"].items()
+                    for key, value in scores.items() if key.startswith("acc@") or key == "mad_ms"}
+
+    trainer = Trainer(model, config, batches, eval_fn, output_dir=args.out,
+                      save_model=partial(write_checkpoint, features=settings.to_json(), training=metadata),
+                      load_model=load_weights)
+    final_metrics = trainer.train()
+    if rank == 0:
+        metadata.update(steps=trainer.step, final_eval=final_metrics)
+        save_checkpoint(model.cpu(), args.out / "model", features=settings.to_json(), training=metadata)
+        print(f"model written to {args.out / 'model'}")
+        if final_metrics:
+            print(json.dumps(final_metrics, indent=2))
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces this run, from the parsed arguments."""
+    words = [str(args.out)]
+    for name, value in sorted(vars(args).items()):
+        if name in ("out", "command", "_run") or value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return words
