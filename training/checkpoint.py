@@ -89,21 +89,20 @@ def write_checkpoint(model: FrameStampModel, folder: str | Path, features: dict,
 
 
 def load_weights(model: FrameStampModel, folder: str | Path) -> None:
-    """Read a checkpoint's weights into an existing model of the same shape (resuming training)."""
+    """Read a checkpoint's weights into an existing model of the same shape (resuming training).
+
+    transformers renames some weights on disk, so the backbone is read back with from_pretrained.
+    """
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    state = {}
-    for shard in sorted((folder / "backbone").glob("*.safetensors")):
-        state.update(load_file(str(shard)))
-    if not state:
-        raise InputError(f"{folder}: no backbone/*.safetensors weights to resume from")
-    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-    model.backbone.tie_weights()  # save_pretrained writes tied tensors once
-    if unexpected or any(not name.endswith("lm_head.weight") for name in missing):
-        raise InputError(f"{folder}: weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-                         "resume with the same --backbone and head options")
-    model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    saved, _ = load_backbone(str(folder / "backbone"), dtype=next(model.backbone.parameters()).dtype)
+    try:
+        model.backbone.load_state_dict(saved.state_dict())
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    except RuntimeError as error:
+        raise InputError(f"{folder}: weights do not fit this model ({str(error).splitlines()[0]}); "
+                         "resume with the same --backbone and head options") from None
 
 
 def read_description(folder: str | Path) -> dict:

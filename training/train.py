@@ -43,6 +43,9 @@ class ManifestBatches:
     def __iter__(self):
         batches = self.sampler.batches_for_epoch(self.epoch)
         usable = len(batches) - len(batches) % self.world_size  # every process gets as many
+        if self.position >= usable:  # saved right after an epoch's last batch: start the next
+            self.epoch, self.position = self.epoch + 1, 0
+            batches = self.sampler.batches_for_epoch(self.epoch)
         while self.position < usable:
             indices = batches[self.position + self.rank]
             self.position += self.world_size  # counted before the trainer sees it: resumes after it
