@@ -62,3 +62,33 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path, manifest)
     model, description = load_checkpoint(out / "model")
     assert description["training"]["steps"] == 40
     assert description["training"]["command"].startswith("framestamp train")
+
+
+def test_manifest_batches_resume_on_the_next_batch_and_shard_by_rank():
+    from framestamp.training.train import ManifestBatches
+
+    examples = [Example(id=f"x{i}", task="speaker", prompt={"occurrence": 1}, times=(0.1,), duration=1.0 + (i % 5),
+                        audio="a.wav") for i in range(21)]
+    def ids(batch):
+        return [e.id for e in batch]
+
+    def take(source, count):
+        taken = []
+        while len(taken) < count:
+            for batch in source:
+                taken.append(ids(batch))
+                if len(taken) == count:
+                    break
+        return taken
+
+    straight = ManifestBatches(examples, 4, collate=list, seed=3)
+    expected = take(straight, 12)  # 5 batches an epoch: crosses two epoch ends
+    for stop in (1, 5, 7):
+        first = ManifestBatches(examples, 4, collate=list, seed=3)
+        seen = take(first, stop)
+        resumed = ManifestBatches(examples, 4, collate=list, seed=3)
+        resumed.load_state_dict(first.state_dict())
+        assert seen + take(resumed, 12 - stop) == expected
+    ranks = [ManifestBatches(examples, 4, collate=list, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    epoch = [take(source, 2) for source in ranks]  # 5 batches -> 2 each, the odd one dropped
+    assert {e for batch in epoch[0] for e in batch}.isdisjoint({e for batch in epoch[1] for e in batch})
