@@ -148,13 +148,29 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     return Evaluation(method=method, tasks=tasks, malformed=dict(malformed))
 
 
+def balanced_subset(examples, limit: int):
+    """At most ``limit`` examples, as evenly spread over tasks as they allow, the same every call."""
+    import random
+
+    by_task = {}
+    for example in sorted(examples, key=lambda e: e.id):
+        by_task.setdefault(example.task, []).append(example)
+    for group in by_task.values():
+        random.Random(0).shuffle(group)
+    chosen, share = [], max(1, limit // max(1, len(by_task)))
+    for group in by_task.values():
+        chosen += group[:share]
+    return chosen
+
+
+
 # ---------------------------------------------------------------------------------- the CLI
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint folder written by `framestamp train`")
     parser.add_argument("manifest", type=Path, help="JSONL manifest to score against")
     parser.add_argument("--method", choices=METHODS, help="decoding (default: the checkpoint's objective)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--limit", type=int, help="score only the first N examples")
+    parser.add_argument("--limit", type=int, help="score at most N examples, spread evenly over tasks")
     parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
     parser.add_argument("--max-seconds", type=float, help="only clips at most this long")
     parser.add_argument("--device", default="cpu")
@@ -170,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     model, description = load_checkpoint(args.checkpoint, device=args.device)
     examples = length_filter(read_manifest(args.manifest), args.min_seconds, args.max_seconds)
     if args.limit:
-        examples = examples[: args.limit]
+        examples = balanced_subset(examples, args.limit)
     if not examples:
         raise InputError(f"{args.manifest}: no examples left after the length filter")
     features = AudioCache(args.manifest.parent, FeatureSettings.from_json(description["features"]))

@@ -99,21 +99,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
 
-def balanced_subset(examples, limit: int):
-    """At most ``limit`` examples, as evenly spread over tasks as they allow, the same every call."""
-    import random
-
-    by_task = {}
-    for example in sorted(examples, key=lambda e: e.id):
-        by_task.setdefault(example.task, []).append(example)
-    for group in by_task.values():
-        random.Random(0).shuffle(group)
-    chosen, share = [], max(1, limit // max(1, len(by_task)))
-    for group in by_task.values():
-        chosen += group[:share]
-    return chosen
-
-
 def synthesize(out: Path, tasks: str, count: int, seed: int) -> tuple[Path, Path]:
     """Training data with most voices, evaluation data with the held-out voices; reused if present."""
     from framestamp.cli import main as framestamp_main
@@ -140,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.batches import AudioCache, collate, length_filter
     from framestamp.training.checkpoint import build_model, load_weights, save_checkpoint, write_checkpoint
-    from framestamp.training.evaluate import evaluate
+    from framestamp.training.evaluate import balanced_subset, evaluate
     from framestamp.training.model import HeadConfig
     from framestamp.training.trainer import TrainConfig, Trainer
 
