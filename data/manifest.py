@@ -175,3 +175,18 @@ def write_manifest(path: str | Path, examples: Iterable[Example]) -> int:
             out.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def balanced_subset(examples, limit: int):
+    """At most ``limit`` examples, as evenly spread over tasks as they allow, the same every call."""
+    import random
+
+    by_task = {}
+    for example in sorted(examples, key=lambda e: e.id):
+        by_task.setdefault(example.task, []).append(example)
+    for group in by_task.values():
+        random.Random(0).shuffle(group)
+    chosen, share = [], max(1, limit // max(1, len(by_task)))
+    for group in by_task.values():
+        chosen += group[:share]
+    return chosen

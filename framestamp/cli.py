@@ -11,12 +11,14 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help). Later issues add train, evaluate, export, parity, build-engine,
-# locate and bench here.
+# name -> (module, one-line help). Later issues add locate and bench here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("framestamp.data.synth", "generate a synthetic dataset (words, speakers, events) from a seed"),
     "train": ("framestamp.training.train", "train a frame-head or token-baseline model (resumes after a kill)"),
     "evaluate": ("framestamp.training.evaluate", "score a checkpoint on a manifest: acc@20/40/100 ms and MAD per task"),
+    "export": ("framestamp.export.artifact", "export a checkpoint to ONNX graphs (fp32, fp16 or int8) with a manifest"),
+    "parity": ("framestamp.export.parity", "compare an exported artifact with its PyTorch checkpoint on real audio"),
+    "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
 }
 

@@ -1,8 +1,15 @@
-"""The runtime: NumPy decoding and metrics now; features and the ONNX/TensorRT runner later.
+"""The runtime: features, prompts, ONNX Runtime graphs and NumPy decoding, from audio to timestamps.
 
 This package is the floor: it imports nothing from the rest of framestamp and never imports torch
 or transformers.
 """
 
+from framestamp.runtime.decoding import binary_count, binary_top_k, estimate_count, expected_count, posterior_mode
 from framestamp.runtime.errors import FramestampError, InputError, ManifestError
 from framestamp.runtime.frames import FRAME_SECONDS, SAMPLE_RATE
+from framestamp.runtime.metrics import interval_iou, interval_scores, timestamp_scores
+
+__all__ = [
+    "FRAME_SECONDS", "SAMPLE_RATE", "FramestampError", "InputError", "ManifestError", "binary_count", "binary_top_k",
+    "estimate_count", "expected_count", "interval_iou", "interval_scores", "posterior_mode", "timestamp_scores",
+]

@@ -10,6 +10,8 @@ import json
 import math
 import re
 
+import numpy as np
+
 from framestamp.runtime.errors import InputError
 
 # task -> (template, the prompt fields it needs)
@@ -95,6 +97,30 @@ def prompt_ids(tokenizer, question: str, num_audio_frames: int, answer: str | No
     if answer is not None:
         ids += tokenizer.encode(answer + ANSWER_END, add_special_tokens=False).ids
     return ids, len(before) + 1
+
+
+def pad_prompts(prompts, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Right-pad ``[(ids, audio_start), ...]`` into ``(input_ids, attention_mask, audio_start)`` int64 arrays."""
+    if len(prompts) == 0:
+        raise InputError("pad_prompts needs at least one prompt")
+    width = max(len(ids) for ids, _ in prompts)
+    input_ids = np.full((len(prompts), width), int(pad_id), dtype=np.int64)
+    attention_mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for row, (ids, _) in enumerate(prompts):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask, np.array([start for _, start in prompts], dtype=np.int64)
+
+
+def prompt_layout() -> dict:
+    """The prompt definitions a checkpoint was trained with; the runtime must use the same bytes."""
+    return {
+        "templates": {task: template for task, (template, _) in TEMPLATES.items()},
+        "before_audio": BEFORE_AUDIO,
+        "after_audio": AFTER_AUDIO,
+        "answer_end": ANSWER_END,
+        "audio_tokens": [AUDIO_START, AUDIO_TOKEN, AUDIO_END],
+    }
 
 
 # -------------------------------------------------------------- the token baseline's answer text

@@ -28,6 +28,7 @@ from framestamp.runtime.audio import load_audio
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import DEFAULT_SETTINGS, FeatureSettings, log_mel
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel
+from framestamp.runtime.prompts import pad_prompts
 
 # prompt_ids(example, num_audio_frames) -> (token ids, index of the first audio placeholder)
 PromptIds = Callable[[Example, int], tuple[Sequence[int], int]]
@@ -196,12 +197,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
             ends.append(_fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))
 
     batch_size = len(examples)
-    token_count = max(len(ids) for ids, _ in prompts)
-    input_ids = torch.full((batch_size, token_count), int(pad_id), dtype=torch.long)
-    attention_mask = torch.zeros((batch_size, token_count), dtype=torch.long)
-    for row, (ids, _) in enumerate(prompts):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
+    input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, pad_id))
 
     mel_lengths = torch.tensor([mel.shape[1] for mel in mels], dtype=torch.long)
     mel = torch.zeros((batch_size, settings.num_mel_bins, int(mel_lengths.max())), dtype=torch.float32)
@@ -223,7 +219,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
 
     return Batch(
         input_ids=input_ids, attention_mask=attention_mask,
-        audio_start=torch.tensor([start for _, start in prompts], dtype=torch.long),
+        audio_start=audio_start,
         num_audio_frames=num_audio_frames, mel=mel, mel_lengths=mel_lengths,
         event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
         examples=list(examples), event_ends=event_ends,

@@ -18,23 +18,12 @@ import torch
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.files import atomic_path
 from framestamp.runtime.frames import FRAME_SECONDS
-from framestamp.runtime import prompts
+from framestamp.runtime.prompts import prompt_layout
 from framestamp.training.backbones import load_backbone
 from framestamp.training.model import FrameStampModel, HeadConfig
 
 FORMAT = "framestamp-checkpoint"
 FORMAT_VERSION = 1
-
-
-def prompt_layout() -> dict:
-    """The prompt definitions a checkpoint was trained with; the runtime must use the same bytes."""
-    return {
-        "templates": {task: template for task, (template, _) in prompts.TEMPLATES.items()},
-        "before_audio": prompts.BEFORE_AUDIO,
-        "after_audio": prompts.AFTER_AUDIO,
-        "answer_end": prompts.ANSWER_END,
-        "audio_tokens": [prompts.AUDIO_START, prompts.AUDIO_TOKEN, prompts.AUDIO_END],
-    }
 
 
 def build_model(backbone: str = "omni-tiny", head: HeadConfig | None = None, seed: int = 0,

@@ -148,25 +148,9 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     return Evaluation(method=method, tasks=tasks, malformed=dict(malformed))
 
 
-def balanced_subset(examples, limit: int):
-    """At most ``limit`` examples, as evenly spread over tasks as they allow, the same every call."""
-    import random
-
-    by_task = {}
-    for example in sorted(examples, key=lambda e: e.id):
-        by_task.setdefault(example.task, []).append(example)
-    for group in by_task.values():
-        random.Random(0).shuffle(group)
-    chosen, share = [], max(1, limit // max(1, len(by_task)))
-    for group in by_task.values():
-        chosen += group[:share]
-    return chosen
-
-
-
 # ---------------------------------------------------------------------------------- the CLI
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint folder written by `framestamp train`")
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint folder written by `framestamp train`, or an artifact folder from `framestamp export`")
     parser.add_argument("manifest", type=Path, help="JSONL manifest to score against")
     parser.add_argument("--method", choices=METHODS, help="decoding (default: the checkpoint's objective)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -178,12 +162,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from framestamp.data.manifest import read_manifest
+    from framestamp.data.manifest import balanced_subset, read_manifest
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache, length_filter
     from framestamp.training.checkpoint import load_checkpoint
 
-    model, description = load_checkpoint(args.checkpoint, device=args.device)
+    if (args.checkpoint / "manifest.json").is_file():  # an exported artifact: ONNX Runtime runs it
+        from framestamp.export.parity import OnnxModel
+
+        if args.method == "tokens":
+            raise InputError("an exported artifact has no token generation; evaluate its checkpoint with --method tokens")
+        model = OnnxModel(args.checkpoint)
+        description = model.manifest
+    else:
+        model, description = load_checkpoint(args.checkpoint, device=args.device)
     examples = length_filter(read_manifest(args.manifest), args.min_seconds, args.max_seconds)
     if args.limit:
         examples = balanced_subset(examples, args.limit)

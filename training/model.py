@@ -149,6 +149,10 @@ class FrameStampModel(nn.Module):
 
     def forward(self, input_ids, attention_mask, audio_start, mel, mel_lengths) -> FrameOutput:
         audio, frame_counts = self.encode_audio(mel, mel_lengths)
+        return self.frame_scores(input_ids, attention_mask, audio_start, audio, frame_counts)
+
+    def frame_scores(self, input_ids, attention_mask, audio_start, audio, frame_counts) -> FrameOutput:
+        """The decoder and head on encoded audio: what the exported decoder graph computes."""
         hidden = self.decoder_states(input_ids, attention_mask, audio_start, audio, frame_counts)
         num_frames = audio.shape[1]
         frame_index = audio_start[:, None] + torch.arange(num_frames, device=hidden.device)[None]

@@ -121,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from framestamp.data.manifest import read_manifest
+    from framestamp.data.manifest import balanced_subset, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.batches import AudioCache, collate, length_filter
     from framestamp.training.checkpoint import build_model, load_weights, save_checkpoint, write_checkpoint
-    from framestamp.training.evaluate import balanced_subset, evaluate
+    from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
     from framestamp.training.trainer import TrainConfig, Trainer
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Objectives compared at an equal budget (issue 3): Poisson (look-ahead 2 and per-frame), binary and
+# tokens on the same backbone, data, steps and batch; then the length study: train on word clips of
+# at most 4 s, test on 4-8 s clips of held-out voices.
+#
+#   bash benchmarks/train_objectives.sh [RUNS_DIR] [STEPS]
+#
+# Every `framestamp train` below resumes if the script is killed and run again.
+# benchmarks/objectives_table.py turns the evaluations into benchmarks/results/cpu/objectives.md.
+set -euo pipefail
+RUNS=${1:-runs/objectives}
+STEPS=${2:-1500}
+TRAIN_VOICES=en,en-us,en-gb-scotland,en-gb-x-gbclan,en-gb-x-rp,en-gb-x-gbcwmd
+HELD_OUT=en-029,en-us-nyc
+COMMON=(--backbone omni-tiny --steps "$STEPS" --batch-size 8 --lr 1e-3 --warmup 100
+        --eval-every 500 --save-every 250 --eval-limit 200 --threads "${THREADS:-2}" --seed 0)
+
+# In distribution: all tasks, the shipped model's data (2-8 s words, 5 s speaker mixes, 10 s events).
+DATA=runs/data
+[ -f "$DATA/train/manifest.jsonl" ] || framestamp synth "$DATA/train" --count 3000 --seed 1 \
+    --voices "$TRAIN_VOICES" --min-seconds 2 --max-seconds 8 --workers 2
+[ -f "$DATA/eval/manifest.jsonl" ] || framestamp synth "$DATA/eval" --count 150 --seed 2 \
+    --voices "$HELD_OUT" --min-seconds 2 --max-seconds 8 --workers 2
+for run in poisson:2 poisson:0 binary:2 tokens:0; do
+    objective=${run%:*} lookahead=${run#*:}
+    out="$RUNS/all-$objective-la$lookahead"
+    [ -d "$out/model" ] || framestamp train "$out" --train "$DATA/train/manifest.jsonl" \
+        --eval "$DATA/eval/manifest.jsonl" --objective "$objective" --lookahead "$lookahead" "${COMMON[@]}"
+    [ -f "$out/eval.json" ] || { framestamp evaluate "$out/model" "$DATA/eval/manifest.jsonl" --limit 1200 --json \
+        > "$out/eval.json.tmp" && mv "$out/eval.json.tmp" "$out/eval.json"; }
+done
+
+# Length generalization: words only, train <= 4 s, test on 4-8 s (and on <= 4 s, in distribution).
+OOD=runs/data-ood
+[ -f "$OOD/train/manifest.jsonl" ] || framestamp synth "$OOD/train" --tasks words --count 3000 --seed 3 \
+    --voices "$TRAIN_VOICES" --min-seconds 1 --max-seconds 4 --workers 2
+[ -f "$OOD/eval/manifest.jsonl" ] || framestamp synth "$OOD/eval" --tasks words --count 300 --seed 4 \
+    --voices "$HELD_OUT" --min-seconds 1 --max-seconds 8 --workers 2
+for objective in poisson binary tokens; do
+    lookahead=2; [ "$objective" = tokens ] && lookahead=0
+    out="$RUNS/ood-$objective"
+    [ -d "$out/model" ] || framestamp train "$out" --train "$OOD/train/manifest.jsonl" \
+        --eval "$OOD/eval/manifest.jsonl" --eval-max-seconds 4 --objective "$objective" \
+        --lookahead "$lookahead" "${COMMON[@]}"
+    for range in "short:--max-seconds 4" "long:--min-seconds 4"; do
+        name=${range%%:*} filter=${range#*:}
+        # shellcheck disable=SC2086
+        [ -f "$out/eval-$name.json" ] || { framestamp evaluate "$out/model" "$OOD/eval/manifest.jsonl" $filter \
+            --limit 800 --json > "$out/eval-$name.json.tmp" && mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"; }
+    done
+done

@@ -1,0 +1,223 @@
+"""TensorRT engines from an artifact's ONNX graphs (TensorRT 10+ Python API), and their manifests.
+
+    framestamp build-engine ARTIFACT --precision fp16 --max-batch 8 --max-seconds 60 --max-prompt-tokens 256
+
+Each graph becomes ``<graph>.<precision>.engine`` in ARTIFACT/engines/, with ``<graph>.<precision>.json``
+beside it: TensorRT version, GPU name and compute capability, the optimization profile and the
+limits it was built for, so that a runtime can refuse an engine built for another GPU or TensorRT,
+or audio longer than the profile, with a clear error.
+
+Precision:
+- fp16 from an fp16 artifact: a strongly typed network (types come from the graph). From an fp32
+  artifact: FP16 builder flag on a weakly typed network (TensorRT 10 only: 11 removed the flag).
+- int8 from an int8 artifact: its Q/DQ nodes are explicit quantization, built strongly typed
+  (TensorRT's implicit INT8 calibrators are deprecated since 10.1).
+
+This is the only module that imports tensorrt; none of it runs where tensorrt is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+from framestamp.runtime.artifact import DECODER, ENCODER, ENGINES, read_manifest
+from framestamp.runtime.errors import FramestampError, InputError
+from framestamp.runtime.files import atomic_path
+from framestamp.runtime.frames import SAMPLE_RATE, audio_frames_for_mel
+
+ENGINE_FORMAT = "framestamp-engine"
+WORKSPACE_BYTES = 8 << 30
+
+
+class TensorRTMissing(FramestampError):
+    pass
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError:
+        raise TensorRTMissing("the tensorrt module is not installed: pip install 'framestamp[tensorrt]' on a machine "
+                              "with an NVIDIA GPU and driver (TensorRT 10 or later)") from None
+    return tensorrt
+
+
+def encoder_frames(mel_frames: int, limits: dict) -> int:
+    """Frames of the encoder graph's output for ``mel_frames`` (Omni pads to whole 2-s chunks)."""
+    if limits.get("max_mel_frames"):  # Qwen2-Audio: always the fixed 30 s
+        return audio_frames_for_mel(limits["max_mel_frames"])
+    chunk = limits.get("chunk_mel_frames") or 200
+    return -(-mel_frames // chunk) * chunk // 4
+
+
+def profile_shapes(manifest: dict, max_batch: int, max_seconds: float, max_prompt_tokens: int) -> dict:
+    """(min, opt, max) shape per input of each graph, from the user's limits."""
+    if max_batch < 1 or max_seconds <= 0 or max_prompt_tokens < 1:
+        raise InputError("--max-batch, --max-seconds and --max-prompt-tokens must be positive")
+    limits = manifest["limits"]
+    bins = manifest["features"]["num_mel_bins"]
+    hidden = manifest["backbone"]["hidden_size"]
+    max_mel = int(round(max_seconds * SAMPLE_RATE / manifest["features"]["hop_length"]))
+    if limits.get("max_mel_frames") and max_mel > limits["max_mel_frames"]:
+        raise InputError(f"this backbone takes at most {limits['max_mel_frames'] / 100:g} s of audio; "
+                         f"lower --max-seconds")
+    opt_batch, opt_mel = max(1, max_batch // 2), max(1, max_mel // 2)
+    max_frames = encoder_frames(max_mel, limits)
+    max_tokens = max_prompt_tokens + audio_frames_for_mel(max_mel) + 2  # text, placeholders, audio bos/eos
+    opt_tokens = max_prompt_tokens // 2 + audio_frames_for_mel(opt_mel) + 2
+    return {
+        ENCODER: {"mel": ((1, bins, 1), (opt_batch, bins, opt_mel), (max_batch, bins, max_mel)),
+                  "mel_lengths": ((1,), (opt_batch,), (max_batch,))},
+        DECODER: {"input_ids": ((1, 2), (opt_batch, opt_tokens), (max_batch, max_tokens)),
+                  "attention_mask": ((1, 2), (opt_batch, opt_tokens), (max_batch, max_tokens)),
+                  "audio_start": ((1,), (opt_batch,), (max_batch,)),
+                  "audio": ((1, 1, hidden), (opt_batch, encoder_frames(opt_mel, limits), hidden),
+                            (max_batch, max_frames, hidden)),
+                  "frame_counts": ((1,), (opt_batch,), (max_batch,))},
+    }
+
+
+def gpu_identity() -> dict:
+    """The GPU engines are built for: name and compute capability (from nvidia-smi, beside every driver)."""
+    try:
+        line = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        raise InputError("no NVIDIA GPU found (nvidia-smi failed): TensorRT engines are built on the GPU "
+                         "they will run on") from None
+    name, capability = (part.strip() for part in line.split(","))
+    return {"name": name, "compute_capability": capability}
+
+
+def build_engine(graph: Path, shapes: dict, precision: str, graph_precision: str, timing_cache: Path) -> bytes:
+    """One serialized engine from one ONNX graph."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    weakly_typed_fp16 = precision == "fp16" and graph_precision == "fp32"
+    if weakly_typed_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+        raise InputError(f"TensorRT {trt.__version__} has no FP16 flag: export the artifact with --precision fp16 "
+                         "and build from that (strongly typed)")
+    flags = 0 if weakly_typed_fp16 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(graph)):  # reads external data beside the graph too
+        errors = "; ".join(str(parser.get_error(index)) for index in range(parser.num_errors))
+        raise FramestampError(f"TensorRT could not parse {graph}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if weakly_typed_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, (smallest, typical, largest) in shapes.items():
+        profile.set_shape(name, smallest, typical, largest)
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise FramestampError(f"TensorRT failed to build an engine from {graph} (see its log above)")
+    with atomic_path(timing_cache) as temporary:
+        temporary.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def build_engines(artifact: Path, precision: str, max_batch: int, max_seconds: float, max_prompt_tokens: int) -> dict:
+    """Both graphs' engines and their manifests into ``artifact/engines``; returns the manifests."""
+    trt = import_tensorrt()
+    manifest = read_manifest(artifact)
+    wanted = {"fp16": ("fp16", "fp32"), "int8": ("int8",)}[precision]
+    if manifest["precision"] not in wanted:
+        raise InputError(f"a {precision} engine needs an artifact exported with --precision "
+                         f"{' or '.join(wanted)}; {artifact} is {manifest['precision']}")
+    shapes = profile_shapes(manifest, max_batch, max_seconds, max_prompt_tokens)
+    gpu = gpu_identity()
+    folder = artifact / ENGINES
+    folder.mkdir(exist_ok=True)
+    described = {}
+    for name in (ENCODER, DECODER):
+        engine = build_engine(artifact / manifest["graphs"][name]["file"], shapes[name], precision,
+                              manifest["precision"], folder / "timing.cache")
+        path = folder / f"{name}.{precision}.engine"
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(engine)
+        described[name] = {
+            "format": ENGINE_FORMAT, "graph": name, "engine": path.name, "precision": precision,
+            "artifact_precision": manifest["precision"], "tensorrt_version": trt.__version__, "gpu": gpu,
+            "limits": {"max_batch": max_batch, "max_seconds": max_seconds, "max_prompt_tokens": max_prompt_tokens},
+            "profile": {input_name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
+                        for input_name, s in shapes[name].items()},
+            "graph_sha256": manifest["files"][manifest["graphs"][name]["file"]],
+        }
+        with atomic_path(folder / f"{name}.{precision}.json") as temporary:
+            temporary.write_text(json.dumps(described[name], indent=2) + "\n")
+    return described
+
+
+def check_engine_manifest(engine_manifest: dict, tensorrt_version: str, gpu: dict) -> None:
+    """Refuse an engine built for another TensorRT or GPU, saying how to rebuild."""
+    built_for = (engine_manifest["tensorrt_version"], engine_manifest["gpu"]["compute_capability"])
+    if built_for != (tensorrt_version, gpu["compute_capability"]):
+        raise InputError(
+            f"engine {engine_manifest['engine']} was built with TensorRT {built_for[0]} for "
+            f"{engine_manifest['gpu']['name']} (compute capability {built_for[1]}); this machine has TensorRT "
+            f"{tensorrt_version} on {gpu['name']} ({gpu['compute_capability']}): rebuild it here with "
+            f"`framestamp build-engine ARTIFACT --precision {engine_manifest['precision']}`")
+
+
+def polygraphy_check(artifact: Path, max_seconds: float, max_batch: int) -> int:
+    """`polygraphy run --trt --onnxrt` on each graph, fed real audio; returns its exit status."""
+    import tempfile
+
+    from polygraphy.json import save_json
+
+    from framestamp.calibration.reader import calibration_examples, graph_feeds
+    from framestamp.export.parity import _generated_clips
+    from framestamp.runtime.artifact import GraphSessions
+    from framestamp.runtime.features import FeatureSettings
+    from tokenizers import Tokenizer
+
+    import_tensorrt()
+    manifest = read_manifest(artifact)
+    shapes = profile_shapes(manifest, max_batch, max_seconds, 512)
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="framestamp-polygraphy.") as scratch:
+        clips = _generated_clips(Path(scratch))
+        sessions = GraphSessions.open(artifact)
+        feeds = list(graph_feeds(calibration_examples(clips, 8), clips.parent, sessions,
+                                 Tokenizer.from_file(str(artifact / "tokenizer.json")),
+                                 FeatureSettings.from_json(manifest["features"])))
+        for index, name in enumerate((ENCODER, DECODER)):
+            inputs = Path(scratch) / f"{name}-inputs.json"
+            save_json([feed[index] for feed in feeds], str(inputs))
+            command = ["polygraphy", "run", str(artifact / manifest["graphs"][name]["file"]), "--trt", "--onnxrt",
+                       "--load-inputs", str(inputs)]
+            for option, position in (("--trt-min-shapes", 0), ("--trt-opt-shapes", 1), ("--trt-max-shapes", 2)):
+                command += [option] + [f"{input_name}:{list(s[position])}".replace(" ", "")
+                                       for input_name, s in shapes[name].items()]
+            if manifest["precision"] != "fp32":
+                command.append("--fp16" if manifest["precision"] == "fp16" else "--strongly-typed")
+            print("$", " ".join(command))
+            status = max(status, subprocess.run(command).returncode)
+    return status
+
+
+# ---------------------------------------------------------------------------------- the CLI
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifact", type=Path, help="an artifact folder written by `framestamp export`")
+    parser.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
+                        help="fp16 (from an fp16 or fp32 artifact) or int8 (from an int8 Q/DQ artifact)")
+    parser.add_argument("--max-batch", type=int, default=8, help="largest batch the engine takes (default 8)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="longest audio in seconds (default 60)")
+    parser.add_argument("--max-prompt-tokens", type=int, default=256,
+                        help="longest question in tokens, audio placeholders not counted (default 256)")
+
+
+def run(args: argparse.Namespace) -> int:
+    described = build_engines(args.artifact, args.precision, args.max_batch, args.max_seconds, args.max_prompt_tokens)
+    print(json.dumps({name: {"engine": str(args.artifact / ENGINES / entry["engine"]), "gpu": entry["gpu"]["name"],
+                             "tensorrt": entry["tensorrt_version"]} for name, entry in described.items()}, indent=2))
+    return 0

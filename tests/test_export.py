@@ -1,0 +1,231 @@
+"""Export: ONNX graphs against PyTorch for both backbones at fp32/fp16/int8, the artifact manifest, and
+the TensorRT builder's inputs (the builder itself needs tensorrt and a GPU)."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from framestamp.cli import main
+from framestamp.export.artifact import Calibration, convert_artifact, export_fp32
+from framestamp.export.parity import check_parity
+from framestamp.runtime.artifact import ArtifactError, GraphSessions, read_manifest
+from framestamp.runtime.features import DEFAULT_SETTINGS
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.training.checkpoint import build_model, save_checkpoint
+from framestamp.training.model import HeadConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning")
+BACKBONES = ["omni-tiny", "qwen2-audio-tiny"]
+LONGEST = {"omni-tiny": 45.0, "qwen2-audio-tiny": 30.0}  # Qwen2-Audio's encoder takes at most 30 s
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """A few espeak-ng word clips with their manifest: real speech to calibrate and compare on."""
+    folder = tmp_path_factory.mktemp("speech")
+    assert main(["synth", str(folder), "--tasks", "words", "--count", "4", "--seed", "5",
+                 "--min-seconds", "2", "--max-seconds", "5"]) == 0
+    return folder / "manifest.jsonl"
+
+
+@pytest.fixture(scope="module", params=BACKBONES)
+def exported(request, tmp_path_factory):
+    """(backbone, checkpoint, fp32 artifact) for a random-init tiny preset with a look-ahead Poisson head."""
+    folder = tmp_path_factory.mktemp(request.param)
+    model = build_model(request.param, HeadConfig(objective="poisson", lookahead=2), seed=0)
+    checkpoint = save_checkpoint(model, folder / "checkpoint", features=DEFAULT_SETTINGS.to_json())
+    export_fp32(checkpoint, folder / "fp32")
+    return request.param, checkpoint, folder / "fp32"
+
+
+def test_fp32_graphs_equal_pytorch_over_shapes(exported, speech):
+    backbone, checkpoint, artifact = exported
+    report = check_parity(checkpoint, artifact, speech, batch_sizes=(1, 3), seconds=(0.5, 7.0, LONGEST[backbone]),
+                          progress=False)
+    assert len(report.cases) == 6
+    assert report.encoder.max_abs <= 1e-4
+    assert report.end_to_end.max_abs <= 1e-4
+    assert report.timestamps_agreeing == report.timestamps and report.max_timestamp_ms <= 1.0
+    assert not report.failures()
+
+
+def test_fp16_keeps_fp32_inputs_and_stays_close(exported, speech, tmp_path):
+    backbone, checkpoint, artifact = exported
+    manifest = convert_artifact(artifact, tmp_path / "fp16", "fp16")
+    for entry in manifest["graphs"].values():
+        assert all(value["dtype"] in ("float32", "int64") for value in entry["inputs"] + entry["outputs"])
+        graph = onnx.load(str(tmp_path / "fp16" / entry["file"]))
+        assert any(tensor.data_type == onnx.TensorProto.FLOAT16 for tensor in graph.graph.initializer)
+    report = check_parity(checkpoint, tmp_path / "fp16", speech, batch_sizes=(1, 3), seconds=(7.0,), progress=False)
+    assert report.precision == "fp16"
+    assert 0 < report.end_to_end.median_abs <= 2e-2
+    assert report.agreement >= 0.9
+
+
+def _dequantized_inputs(graph, names):
+    """Of the nodes named, those reading an input produced by a DequantizeLinear (i.e. run in int8)."""
+    producer = {output: node.op_type for node in graph.node for output in node.output}
+    return [node.name for node in graph.node if node.name in names
+            and any(producer.get(name) == "DequantizeLinear" for name in node.input)]
+
+
+def test_int8_places_qdq_keeps_head_float_and_reuses_its_cache(exported, speech, tmp_path):
+    from framestamp.calibration.int8 import gated_mlp_outputs, head_nodes
+
+    backbone, checkpoint, artifact = exported
+    calibration = Calibration(manifest=speech, count=6, cache=tmp_path / "cache")
+    manifest = convert_artifact(artifact, tmp_path / "int8", "int8", calibration)
+    decoder = onnx.load(str(tmp_path / "int8" / "decoder.onnx")).graph
+    ops = {node.op_type for node in decoder.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    kept_float = head_nodes(artifact / "decoder.onnx") + gated_mlp_outputs(artifact / "decoder.onnx")
+    assert len(gated_mlp_outputs(artifact / "decoder.onnx")) == 3  # one per decoder layer of the tiny presets
+    assert _dequantized_inputs(decoder, set(kept_float)) == []
+    assert manifest["quantization"]["graphs"]["decoder"]["excluded_nodes"] == kept_float
+
+    report = check_parity(checkpoint, tmp_path / "int8", speech, batch_sizes=(3,), seconds=(7.0,), progress=False)
+    assert report.end_to_end.median_rel < 0.1
+
+    # The activation ranges were cached: a second conversion needs no audio and gives the same graphs.
+    again = convert_artifact(artifact, tmp_path / "int8-again", "int8", Calibration(cache=tmp_path / "cache"))
+    assert again["files"] == manifest["files"]
+
+
+def test_artifact_manifest_and_graph_metadata(exported):
+    backbone, checkpoint, artifact = exported
+    manifest = read_manifest(artifact)
+    assert manifest["opset"] >= 18 and manifest["frame_seconds"] == 0.04 and manifest["channels"] == ["onset"]
+    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "tokenizer.json"}
+    assert manifest["graphs"]["decoder"]["dynamic_axes"]["input_ids"] == {"0": "batch", "1": "tokens"}
+    for name in ("encoder", "decoder"):
+        graph = onnx.load(str(artifact / f"{name}.onnx"))
+        props = {entry.key: entry.value for entry in graph.metadata_props}
+        assert props["graph"] == name and props["precision"] == "fp32" and props["frame_seconds"] == "0.04"
+        assert props["backbone"] == backbone
+        assert [value.name for value in graph.graph.input] == [v["name"] for v in manifest["graphs"][name]["inputs"]]
+
+
+def test_altered_missing_or_extra_files_are_named(exported, tmp_path):
+    _, _, artifact = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(artifact, copy)
+    (copy / "engines").mkdir()
+    (copy / "engines" / "decoder.fp16.engine").write_bytes(b"built later; not part of the artifact's hashes")
+    read_manifest(copy)
+
+    data = bytearray((copy / "decoder.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "decoder.onnx").write_bytes(bytes(data))
+    (copy / "tokenizer.json").unlink()
+    (copy / "notes.txt").write_text("?")
+    with pytest.raises(ArtifactError) as error:
+        read_manifest(copy)
+    message = str(error.value)
+    assert "decoder.onnx was altered" in message and "tokenizer.json is missing" in message
+    assert "notes.txt is not in the manifest" in message
+
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 99}))
+    with pytest.raises(ArtifactError, match="schema version 99"):
+        read_manifest(copy, verify=False)
+
+
+def test_interrupted_export_leaves_no_artifact(exported, tmp_path, monkeypatch):
+    import framestamp.export.graphs as graphs
+
+    _, checkpoint, _ = exported
+
+    def fail_halfway(model, folder, *args, **kwargs):
+        (folder / "encoder.onnx").write_bytes(b"half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(graphs, "export_model", fail_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        export_fp32(checkpoint, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_command_exits_non_zero_past_its_tolerance(exported, speech, capsys):
+    backbone, checkpoint, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("the command is the same for both backbones")
+    common = ["parity", str(checkpoint), str(artifact), "--manifest", str(speech), "--batch-sizes", "2",
+              "--seconds", "3", "--json"]
+    assert main(common) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+    assert main(common + ["--max-abs", "1e-15"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is False and result["end_to_end"]["max_abs"] > 1e-15
+
+
+def test_evaluate_scores_an_artifact_as_its_checkpoint(exported, speech, capsys):
+    backbone, checkpoint, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("evaluation does not depend on the backbone")
+    scores = []
+    for model in (checkpoint, artifact):
+        assert main(["evaluate", str(model), str(speech), "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0] == scores[1]
+
+
+# --- TensorRT: profiles and engine manifests are checked here; building needs tensorrt and a GPU ------
+
+def test_engine_profiles_cover_the_encoder_graphs_output(exported):
+    from framestamp.export.tensorrt import profile_shapes
+
+    backbone, _, artifact = exported
+    manifest = read_manifest(artifact)
+    seconds = 25.0
+    shapes = profile_shapes(manifest, max_batch=4, max_seconds=seconds, max_prompt_tokens=64)
+    smallest, _, largest = shapes["encoder"]["mel"]
+    assert largest == (4, 128, 2500) and smallest[0] == 1
+    sessions = GraphSessions.open(artifact)
+    mel = np.zeros((1, 128, largest[2]), dtype=np.float32)
+    audio, counts = sessions.encode(mel, np.array([largest[2]]))
+    assert audio.shape[1] == shapes["decoder"]["audio"][2][1]  # the encoder pads Omni's audio to whole chunks
+    assert counts[0] == audio_frames_for_mel(largest[2])
+    assert shapes["decoder"]["input_ids"][2][1] == 64 + counts[0] + 2
+    if backbone == "qwen2-audio-tiny":
+        with pytest.raises(Exception, match="at most 30 s"):
+            profile_shapes(manifest, 1, 31.0, 64)
+
+
+def test_an_engine_for_another_gpu_or_tensorrt_is_refused():
+    from framestamp.export.tensorrt import check_engine_manifest
+    from framestamp.runtime.errors import InputError
+
+    built = {"engine": "decoder.fp16.engine", "precision": "fp16", "tensorrt_version": "10.13.0",
+             "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}}
+    check_engine_manifest(built, "10.13.0", {"name": "NVIDIA H100 PCIe", "compute_capability": "9.0"})
+    with pytest.raises(InputError, match="rebuild it here"):
+        check_engine_manifest(built, "10.13.0", {"name": "NVIDIA A100", "compute_capability": "8.0"})
+    with pytest.raises(InputError, match="TensorRT 10.13.0"):
+        check_engine_manifest(built, "10.14.1", {"name": "NVIDIA H100 PCIe", "compute_capability": "9.0"})
+
+
+def test_build_engine_without_tensorrt_says_what_to_install(exported, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed: test_build_engines covers it")
+    except ImportError:
+        pass
+    _, _, artifact = exported
+    assert main(["build-engine", str(artifact), "--precision", "fp16"]) == 2
+    assert "tensorrt module is not installed" in capsys.readouterr().err
+
+
+def test_build_engines(exported, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installable on these machines (FACTS); "
+                                           "run on a GPU machine with pip install 'framestamp[tensorrt]'")
+    from framestamp.export.tensorrt import build_engines
+
+    _, _, artifact = exported
+    fp16 = convert_artifact(artifact, tmp_path / "fp16", "fp16")
+    described = build_engines(tmp_path / "fp16", "fp16", max_batch=2, max_seconds=10, max_prompt_tokens=64)
+    for name, entry in described.items():
+        assert (tmp_path / "fp16" / "engines" / entry["engine"]).stat().st_size > 0
+        assert entry["graph_sha256"] == fp16["files"][f"{name}.onnx"]
