@@ -24,6 +24,7 @@ import numpy as np
 
 from framestamp.data.manifest import Example
 from framestamp.runtime.errors import InputError, ManifestError
+from framestamp.runtime.formats import format_seconds  # noqa: F401  (the loaders import it from here)
 
 # Suffixes the loaders accept for a clip's audio, in order of preference when several exist.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
@@ -113,14 +114,6 @@ def make_example(label_path: str | Path, line: int | None, **fields) -> Example:
         return Example(**fields)
     except InputError as error:
         raise ManifestError(label_path, line, f"cannot make a question from this entry: {error}") from None
-
-
-def format_seconds(seconds: float) -> str:
-    """Shortest decimal that reads back as the same float, never in exponent form (1e-05 -> 0.00001).
-
-    Exponent forms break some readers (praatio 6.2 cannot read back a TextGrid time written as 1e-05).
-    """
-    return np.format_float_positional(float(seconds), trim="-")
 
 
 def audio_header(path: str | Path) -> tuple[float, int]:

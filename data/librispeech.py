@@ -30,6 +30,7 @@ from typing import Iterable, NamedTuple, Sequence
 from framestamp.data.corpus import (audio_duration, find_audio, format_seconds, make_example, occurrence_numbers,
                                     read_text, sample_questions, warn_skipped)
 from framestamp.data.manifest import Example
+from framestamp.runtime.formats import textgrid_text
 from framestamp.runtime.errors import InputError, ManifestError
 from framestamp.runtime.files import atomic_path
 
@@ -255,30 +256,6 @@ def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[str, float, floa
     return [tuple(span) for span in merged]
 
 
-def _long_textgrid(tiers: list[tuple[str, list[tuple[str, float, float]]]], duration: float) -> str:
-    """Praat's long text format, gaps filled with "" intervals as MFA 2+ writes them."""
-    def quoted(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"'
-
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "",
-             "xmin = 0", f"xmax = {format_seconds(duration)}", "tiers? <exists>", f"size = {len(tiers)}", "item []:"]
-    for number, (name, intervals) in enumerate(tiers, start=1):
-        filled, cursor = [], 0.0
-        for label, start, end in intervals:
-            if start > cursor:
-                filled.append(("", cursor, start))
-            filled.append((label, start, end))
-            cursor = end
-        if cursor < duration:
-            filled.append(("", cursor, duration))
-        lines += [f"    item [{number}]:", '        class = "IntervalTier"', f"        name = {quoted(name)}",
-                  "        xmin = 0", f"        xmax = {format_seconds(duration)}", f"        intervals: size = {len(filled)}"]
-        for index, (label, start, end) in enumerate(filled, start=1):
-            lines += [f"        intervals [{index}]:", f"            xmin = {format_seconds(start)}",
-                      f"            xmax = {format_seconds(end)}", f"            text = {quoted(label)}"]
-    return "\n".join(lines) + "\n"
-
-
 def write_textgrid(path: str | Path, words: Sequence[tuple[str, float, float]], phones: Sequence[tuple[str, float, float]],
                    duration: float, unreliable: Iterable[tuple[float, float]] = ()) -> None:
     """Write an MFA-style long TextGrid (tiers ``words``, ``phones`` and, if any, ``unreliable``) atomically.
@@ -294,7 +271,7 @@ def write_textgrid(path: str | Path, words: Sequence[tuple[str, float, float]], 
     if spans:
         tiers.append((UNRELIABLE_LABEL, _checked_intervals(UNRELIABLE_LABEL, spans, duration)))
     with atomic_path(path) as temporary:
-        temporary.write_text(_long_textgrid(tiers, float(duration)), encoding="utf-8")
+        temporary.write_text(textgrid_text(tiers, float(duration)), encoding="utf-8")
 
 
 # --- alignment.txt ---------------------------------------------------------------------------------

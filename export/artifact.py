@@ -111,6 +111,8 @@ def export_fp32(checkpoint: Path, out: Path, opset: int = 18, slim: bool = True)
         "features": description["features"], "prompts": description["prompts"],
         "limits": {"max_mel_frames": model.info.fixed_mel_frames, "chunk_mel_frames": model.info.encoder_chunk_mel_frames},
         "source": {"checkpoint": str(checkpoint), "training_command": description.get("training", {}).get("command")},
+        "trained_on": {"tasks": description.get("training", {}).get("tasks"),
+                       "event_labels": description.get("training", {}).get("event_labels")},
     }
     with atomic_path(out) as folder:
         folder.mkdir()

@@ -24,11 +24,11 @@ import subprocess
 from pathlib import Path
 
 from framestamp.runtime.artifact import DECODER, ENCODER, ENGINES, read_manifest
+from framestamp.runtime.engines import ENGINE_FORMAT, gpu_identity
 from framestamp.runtime.errors import FramestampError, InputError
 from framestamp.runtime.files import atomic_path
 from framestamp.runtime.frames import SAMPLE_RATE, audio_frames_for_mel
 
-ENGINE_FORMAT = "framestamp-engine"
 WORKSPACE_BYTES = 8 << 30
 
 
@@ -78,18 +78,6 @@ def profile_shapes(manifest: dict, max_batch: int, max_seconds: float, max_promp
                             (max_batch, max_frames, hidden)),
                   "frame_counts": ((1,), (opt_batch,), (max_batch,))},
     }
-
-
-def gpu_identity() -> dict:
-    """The GPU engines are built for: name and compute capability (from nvidia-smi, beside every driver)."""
-    try:
-        line = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                              capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        raise InputError("no NVIDIA GPU found (nvidia-smi failed): TensorRT engines are built on the GPU "
-                         "they will run on") from None
-    name, capability = (part.strip() for part in line.split(","))
-    return {"name": name, "compute_capability": capability}
 
 
 def build_engine(graph: Path, shapes: dict, precision: str, graph_precision: str, timing_cache: Path) -> bytes:
@@ -155,17 +143,6 @@ def build_engines(artifact: Path, precision: str, max_batch: int, max_seconds: f
         with atomic_path(folder / f"{name}.{precision}.json") as temporary:
             temporary.write_text(json.dumps(described[name], indent=2) + "\n")
     return described
-
-
-def check_engine_manifest(engine_manifest: dict, tensorrt_version: str, gpu: dict) -> None:
-    """Refuse an engine built for another TensorRT or GPU, saying how to rebuild."""
-    built_for = (engine_manifest["tensorrt_version"], engine_manifest["gpu"]["compute_capability"])
-    if built_for != (tensorrt_version, gpu["compute_capability"]):
-        raise InputError(
-            f"engine {engine_manifest['engine']} was built with TensorRT {built_for[0]} for "
-            f"{engine_manifest['gpu']['name']} (compute capability {built_for[1]}); this machine has TensorRT "
-            f"{tensorrt_version} on {gpu['name']} ({gpu['compute_capability']}): rebuild it here with "
-            f"`framestamp build-engine ARTIFACT --precision {engine_manifest['precision']}`")
 
 
 def polygraphy_check(artifact: Path, max_seconds: float, max_batch: int) -> int:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("framestamp.export.artifact", "export a checkpoint to ONNX graphs (fp32, fp16 or int8) with a manifest"),
     "parity": ("framestamp.export.parity", "compare an exported artifact with its PyTorch checkpoint on real audio"),
     "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
+    "locate": ("framestamp.runtime.locate", "when does a word / speaker / event / every word of a transcript start (torch-free)"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
 }
 
@@ -33,11 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"framestamp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:  # e.g. a runtime-only install has no torch for `train`
+            sub = commands.add_parser(name, help=f"{help_text} [unavailable: {error.name} is not installed]")
+            sub.add_argument("arguments", nargs=argparse.REMAINDER)
+            sub.set_defaults(_run=_unavailable(name, error))
+            continue
         sub = commands.add_parser(name, help=help_text, description=module.__doc__.strip().splitlines()[0])
         module.configure(sub)
         sub.set_defaults(_run=module.run)
     return parser
+
+
+def _unavailable(name: str, error: ImportError):
+    def run(args) -> int:
+        from framestamp.runtime.errors import FramestampError
+
+        raise FramestampError(f"`framestamp {name}` needs {error.name}, which is not installed; install the full "
+                              "toolkit (pip install 'framestamp[train,export]'), the runtime alone covers `locate`")
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ or transformers.
 
 from framestamp.runtime.decoding import binary_count, binary_top_k, estimate_count, expected_count, posterior_mode
 from framestamp.runtime.errors import FramestampError, InputError, ManifestError
+from framestamp.runtime.locator import Locator, Query, Timestamps
 from framestamp.runtime.frames import FRAME_SECONDS, SAMPLE_RATE
 from framestamp.runtime.metrics import interval_iou, interval_scores, timestamp_scores
 

@@ -195,7 +195,7 @@ def test_engine_profiles_cover_the_encoder_graphs_output(exported):
 
 
 def test_an_engine_for_another_gpu_or_tensorrt_is_refused():
-    from framestamp.export.tensorrt import check_engine_manifest
+    from framestamp.runtime.engines import check_engine_manifest
     from framestamp.runtime.errors import InputError
 
     built = {"engine": "decoder.fp16.engine", "precision": "fp16", "tensorrt_version": "10.13.0",

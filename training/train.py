@@ -162,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed, rank=rank, world_size=world_size)
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
-                "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict()}
+                "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict(),
+                # What the model was asked about: the runtime refuses an event label it never saw.
+                "tasks": sorted({example.task for example in train_examples}),
+                "event_labels": sorted({example.prompt["event"] for example in train_examples if example.task == "event"})}
 
     eval_fn = None
     if eval_examples:

@@ -1,0 +1,98 @@
+"""TensorRT engines at run time: their manifests, and refusing an engine built for another GPU or TensorRT.
+
+``framestamp build-engine`` (export/tensorrt.py) writes ``engines/<graph>.<precision>.engine`` and a JSON
+manifest beside each; the runtime reads them through this module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from framestamp.runtime.artifact import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS, ENGINES
+from framestamp.runtime.errors import FramestampError, InputError
+
+ENGINE_FORMAT = "framestamp-engine"
+
+
+def gpu_identity() -> dict:
+    """The GPU engines are built for: name and compute capability (from nvidia-smi, beside every driver)."""
+    try:
+        line = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        raise InputError("no NVIDIA GPU found (nvidia-smi failed): TensorRT engines are built on the GPU "
+                         "they will run on") from None
+    name, capability = (part.strip() for part in line.split(","))
+    return {"name": name, "compute_capability": capability}
+
+
+def check_engine_manifest(engine_manifest: dict, tensorrt_version: str, gpu: dict) -> None:
+    """Refuse an engine built for another TensorRT or GPU, saying how to rebuild."""
+    built_for = (engine_manifest["tensorrt_version"], engine_manifest["gpu"]["compute_capability"])
+    if built_for != (tensorrt_version, gpu["compute_capability"]):
+        raise InputError(
+            f"engine {engine_manifest['engine']} was built with TensorRT {built_for[0]} for "
+            f"{engine_manifest['gpu']['name']} (compute capability {built_for[1]}); this machine has TensorRT "
+            f"{tensorrt_version} on {gpu['name']} ({gpu['compute_capability']}): rebuild it here with "
+            f"`framestamp build-engine ARTIFACT --precision {engine_manifest['precision']}`")
+
+
+def read_engine_manifest(engine: str | Path) -> dict:
+    """The JSON beside ``<graph>.<precision>.engine``."""
+    path = Path(engine).with_suffix(".json")
+    if not path.is_file():
+        raise InputError(f"{engine}: no engine manifest {path.name} beside it; rebuild with `framestamp build-engine`")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != ENGINE_FORMAT:
+        raise InputError(f"{path}: not a framestamp engine manifest")
+    return manifest
+
+
+class EngineGraphs:
+    """An artifact's two graphs run as TensorRT engines; the same ``encode``/``scores`` as GraphSessions.
+
+    Engines come from ``framestamp build-engine``; each is refused unless its manifest names this
+    machine's GPU (compute capability) and TensorRT version. Calls are serialized: one execution
+    context per engine.
+    """
+
+    def __init__(self, folder: str | Path, precision: str = "fp16"):
+        try:
+            import tensorrt
+            from polygraphy.backend.common import BytesFromPath
+            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+        except ImportError:
+            raise FramestampError("the TensorRT backend needs tensorrt and polygraphy: pip install "
+                                  "'framestamp[tensorrt]' on a machine with an NVIDIA GPU") from None
+        gpu = gpu_identity()
+        self.runners, self.limits = {}, None
+        for name in (ENCODER, DECODER):
+            path = Path(folder) / ENGINES / f"{name}.{precision}.engine"
+            if not path.is_file():
+                raise InputError(f"{path}: no such engine; build it with `framestamp build-engine {folder} "
+                                 f"--precision {precision}`")
+            manifest = read_engine_manifest(path)
+            check_engine_manifest(manifest, tensorrt.__version__, gpu)
+            runner = TrtRunner(EngineFromBytes(BytesFromPath(str(path))))
+            runner.activate()
+            self.runners[name] = runner
+            self.limits = manifest["limits"]
+        self._lock = threading.Lock()
+
+    def encode(self, mel: np.ndarray, mel_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = dict(zip(ENCODER_INPUTS, (np.ascontiguousarray(mel, np.float32), np.asarray(mel_lengths, np.int64))))
+        with self._lock:
+            outputs = self.runners[ENCODER].infer(feed)
+        return outputs["audio"], outputs["frame_counts"]
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts) -> np.ndarray:
+        values = (input_ids, attention_mask, audio_start, audio, frame_counts)
+        feed = {name: np.ascontiguousarray(value, np.float32 if name == "audio" else np.int64)
+                for name, value in zip(DECODER_INPUTS, values)}
+        with self._lock:
+            return self.runners[DECODER].infer(feed)["scores"]

@@ -1,0 +1,77 @@
+"""Timestamps as files people open: JSON, SRT and WebVTT subtitles, Praat TextGrid.
+
+A word's interval runs from its start to the next word's start (the model predicts starts only);
+the last word ends ``LAST_WORD_SECONDS`` later, or at the end of the audio.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+LAST_WORD_SECONDS = 0.5
+FORMATS = ("json", "srt", "vtt", "textgrid")
+
+
+def format_seconds(seconds: float) -> str:
+    """Shortest decimal that reads back as the same float, never in exponent form (1e-05 -> 0.00001).
+
+    Exponent forms break some readers (praatio 6.2 cannot read back a TextGrid time written as 1e-05).
+    """
+    return np.format_float_positional(float(seconds), trim="-")
+
+
+def textgrid_text(tiers: list[tuple[str, list[tuple[str, float, float]]]], duration: float) -> str:
+    """Praat's long text format, gaps filled with "" intervals as MFA 2+ writes them."""
+    def quoted(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "",
+             "xmin = 0", f"xmax = {format_seconds(duration)}", "tiers? <exists>", f"size = {len(tiers)}", "item []:"]
+    for number, (name, intervals) in enumerate(tiers, start=1):
+        filled, cursor = [], 0.0
+        for label, start, end in intervals:
+            if start > cursor:
+                filled.append(("", cursor, start))
+            filled.append((label, start, end))
+            cursor = end
+        if cursor < duration:
+            filled.append(("", cursor, duration))
+        lines += [f"    item [{number}]:", '        class = "IntervalTier"', f"        name = {quoted(name)}",
+                  "        xmin = 0", f"        xmax = {format_seconds(duration)}", f"        intervals: size = {len(filled)}"]
+        for index, (label, start, end) in enumerate(filled, start=1):
+            lines += [f"        intervals [{index}]:", f"            xmin = {format_seconds(start)}",
+                      f"            xmax = {format_seconds(end)}", f"            text = {quoted(label)}"]
+    return "\n".join(lines) + "\n"
+
+
+
+def intervals(labels, times, duration: float) -> list[tuple[str, float, float]]:
+    """(label, start, end) per time: each interval ends where the next starts."""
+    ends = list(times[1:]) + [min(duration, times[-1] + LAST_WORD_SECONDS)] if len(times) else []
+    return [(label, float(start), float(max(end, start))) for label, start, end in zip(labels, times, ends)]
+
+
+def _clock(seconds: float, separator: str) -> str:
+    milliseconds = int(round(seconds * 1000))
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{separator}{rest % 1000:03d}"
+
+
+def render(result, form: str) -> str:
+    """``result`` (runtime.Timestamps) in ``form``: json, srt, vtt or textgrid."""
+    if form == "json":
+        return json.dumps(result.as_dict(), indent=2) + "\n"
+    labels = result.words if result.words is not None else [result.question] * len(result.times)
+    spans = intervals(labels, result.times, result.duration)
+    if form == "srt":
+        return "".join(f"{n}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{label}\n\n"
+                       for n, (label, a, b) in enumerate(spans, start=1))
+    if form == "vtt":
+        return "WEBVTT\n\n" + "".join(f"{_clock(a, '.')} --> {_clock(b, '.')}\n{label}\n\n" for label, a, b in spans)
+    if form == "textgrid":
+        # Overlaps cannot be drawn in an IntervalTier: a start equal to the previous one becomes a point interval.
+        return textgrid_text([("words" if result.words is not None else result.task, spans)], result.duration)
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {form!r}")

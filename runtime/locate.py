@@ -1,0 +1,96 @@
+"""Ask when something happens in an audio file; prints the timestamps (torch-free: the runtime only).
+
+    framestamp locate clip.wav --word doctor --occurrence 2
+    framestamp locate clip.wav --transcript "the doctor came late" --format srt
+    framestamp locate clip.wav --event Dog --plot dog.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import framestamp
+from framestamp.runtime.formats import FORMATS
+
+# The shipped model exported to ONNX (fp32): what a torch-free install answers with by default.
+SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", type=Path, help="an audio file soundfile reads (wav, flac, ogg, ...)")
+    question = parser.add_mutually_exclusive_group(required=True)
+    question.add_argument("--word", help="when the word starts (its --occurrence-th time)")
+    question.add_argument("--speaker", type=int, metavar="K", help="when the K-th speaker starts speaking")
+    question.add_argument("--event", metavar="LABEL", help="when the event starts (its --occurrence-th time)")
+    question.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT")
+    parser.add_argument("--occurrence", type=int, default=1, help="k-th occurrence for --word/--event (default 1)")
+    parser.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT,
+                        help="artifact folder from `framestamp export` (default: the shipped model's)")
+    parser.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    parser.add_argument("--providers", default="CPUExecutionProvider",
+                        help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")
+    parser.add_argument("--precision", choices=("fp16", "int8"), default="fp16", help="which engines (tensorrt backend)")
+    parser.add_argument("--format", choices=FORMATS, default="json", help="output format (srt/vtt/textgrid suit --transcript)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="draw the waveform, the intensity curve and the timestamps (needs matplotlib)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from framestamp.runtime.formats import render
+    from framestamp.runtime.locator import Locator
+
+    locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
+                      precision=args.precision)
+    options = {"with_intensity": args.plot is not None}
+    if args.word is not None:
+        result = locator.word(args.audio, args.word, args.occurrence, **options)
+    elif args.speaker is not None:
+        result = locator.speaker(args.audio, args.speaker, **options)
+    elif args.event is not None:
+        result = locator.event(args.audio, args.event, args.occurrence, **options)
+    else:
+        result = locator.transcript(args.audio, args.transcript, **options)
+    if args.plot is not None:
+        plot(args.audio, result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    sys.stdout.write(render(result, args.format))
+    return 0
+
+
+def plot(audio: Path, result, out: Path) -> None:
+    """Waveform above, the per-frame intensity below, a line at each timestamp through both."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from framestamp.runtime.errors import InputError
+
+        raise InputError("--plot needs matplotlib: pip install 'framestamp[plot]'") from None
+    import numpy as np
+
+    from framestamp.runtime.audio import load_audio
+    from framestamp.runtime.files import atomic_path
+    from framestamp.runtime.frames import SAMPLE_RATE
+
+    samples = load_audio(audio)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
+    top.plot(np.arange(len(samples)) / SAMPLE_RATE, samples, linewidth=0.4, color="0.35")
+    top.set_ylabel("waveform")
+    frames = (np.arange(len(result.log_intensity)) + 0.5) * result.frame_seconds
+    bottom.plot(frames, result.log_intensity, color="tab:blue")
+    bottom.set_ylabel("log-intensity per 40 ms")
+    bottom.set_xlabel("seconds")
+    labels = result.words or [""] * len(result.times)
+    for time, label in zip(result.times, labels):
+        for axis in (top, bottom):
+            axis.axvline(time, color="tab:red", linewidth=0.8)
+        top.annotate(label, (time, 1.0), xycoords=("data", "axes fraction"), rotation=60, fontsize=7, va="bottom")
+    top.set_title(result.question.replace("\n", " ")[:120], fontsize=9, pad=28)
+    figure.tight_layout()
+    with atomic_path(out) as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
+    plt.close(figure)

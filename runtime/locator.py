@@ -1,0 +1,228 @@
+"""Timestamps from an exported artifact: one forward pass per batch, posterior-mode decoding in NumPy.
+
+    from framestamp.runtime import Locator
+    locator = Locator("out/fp32")                       # an artifact folder from `framestamp export`
+    locator.word("clip.wav", "doctor", occurrence=2).times
+    locator.transcript("clip.wav", "the doctor came late").times
+
+No torch, no transformers: ONNX Runtime (or TensorRT engines), tokenizers, soundfile, soxr, NumPy.
+A Locator is safe to share between threads: sessions are thread-safe and nothing else is mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from framestamp.runtime.artifact import GraphSessions, TOKENIZER, read_manifest
+from framestamp.runtime.audio import load_audio, to_model_rate
+from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.runtime.errors import InputError
+from framestamp.runtime.features import FeatureSettings, log_mel
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.prompts import PAD_TOKEN, ordinal, pad_prompts, prompt_ids, render_prompt, special_token_id
+
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question about one clip. ``audio`` is a path, or an array with ``rate``."""
+
+    audio: object
+    task: str  # word | speaker | event | transcript | raw
+    fields: dict = field(default_factory=dict)  # the task's prompt fields (runtime/prompts.py)
+    count: int = 1  # how many times to return
+    rate: int | None = None
+    with_intensity: bool = False
+    question: str | None = None  # task "raw": the question text itself
+
+
+@dataclass(frozen=True)
+class Timestamps:
+    """What a question returns: sorted times in seconds, and for a transcript the words they belong to."""
+
+    task: str
+    question: str
+    times: tuple[float, ...]
+    duration: float  # seconds of audio
+    words: tuple[str, ...] | None = None
+    log_intensity: np.ndarray | None = field(default=None, repr=False)  # per 40 ms frame, when asked for
+    frame_seconds: float = 0.04
+
+    def as_dict(self) -> dict:
+        record = {"task": self.task, "question": self.question, "times": [round(t, 3) for t in self.times],
+                  "duration": round(self.duration, 3)}
+        if self.words is not None:
+            record["words"] = [{"word": w, "start": round(t, 3)} for w, t in zip(self.words, self.times)]
+        if self.log_intensity is not None:
+            record["log_intensity"] = [round(float(v), 4) for v in self.log_intensity]
+        return record
+
+
+class Locator:
+    """Answers timestamp questions with an artifact's graphs.
+
+    ``backend`` is "onnxruntime" (``providers`` as ONNX Runtime names them, CPU by default) or
+    "tensorrt" (engines built by ``framestamp build-engine`` in the artifact's engines/ folder).
+    ``max_seconds`` / ``max_prompt_tokens`` refuse longer inputs; engines set them from their profile.
+    """
+
+    def __init__(self, artifact: str | Path, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
+                 threads: int | None = None, precision: str = "fp16", batch_size: int = 8,
+                 max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True):
+        from tokenizers import Tokenizer
+
+        self.folder = Path(artifact)
+        self.manifest = read_manifest(self.folder, verify=verify)
+        self.backend = backend
+        if backend == "onnxruntime":
+            self.graphs = GraphSessions.open(self.folder, providers, threads, verify=False)
+            limits = {}
+        elif backend == "tensorrt":
+            from framestamp.runtime.engines import EngineGraphs
+
+            self.graphs = EngineGraphs(self.folder, precision)
+            limits = self.graphs.limits
+        else:
+            raise InputError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
+        self.engine_limits = bool(limits)
+        self.max_batch = limits.get("max_batch")
+        self.batch_size = min(batch_size, self.max_batch or batch_size)
+        encoder_limit = (self.manifest["limits"].get("max_mel_frames") or 0) / 100 or None
+        self.max_seconds = min(x for x in (max_seconds, limits.get("max_seconds"), encoder_limit) if x) \
+            if any((max_seconds, limits.get("max_seconds"), encoder_limit)) else None
+        self.max_prompt_tokens = max_prompt_tokens or limits.get("max_prompt_tokens")
+        self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER))
+        self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)
+        self.settings = FeatureSettings.from_json(self.manifest["features"])
+        self.objective = self.manifest["head"]["objective"]
+        if self.objective == "tokens":
+            raise InputError(f"{artifact}: a token-baseline model has no frame head to time with")
+        self.frame_seconds = self.manifest["frame_seconds"]
+        trained_on = self.manifest.get("trained_on") or {}
+        self.event_labels = trained_on.get("event_labels")
+
+    # ------------------------------------------------------------------------------ questions
+    def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:
+        """When the ``occurrence``-th ``word`` starts. With ``transcript``, checks it occurs that often."""
+        if transcript is not None:
+            found = [w for w in transcript.lower().split() if w.strip(".,;:!?\"'") == word.lower()]
+            if not found:
+                raise InputError(f"the word {word!r} is not in the transcript; ask about one of its words")
+            if occurrence > len(found):
+                raise InputError(f"{word!r} occurs {len(found)} time(s) in the transcript; "
+                                 f"cannot ask for the {ordinal(occurrence)}")
+        return self.run([Query(audio, "word", {"word": word, "occurrence": occurrence}, **options)])[0]
+
+    def speaker(self, audio, k: int = 1, **options) -> Timestamps:
+        """When the ``k``-th speaker starts speaking."""
+        return self.run([Query(audio, "speaker", {"occurrence": k}, **options)])[0]
+
+    def event(self, audio, label: str, occurrence: int = 1, **options) -> Timestamps:
+        """When the ``occurrence``-th ``label`` event starts."""
+        return self.run([Query(audio, "event", {"event": label, "occurrence": occurrence}, **options)])[0]
+
+    def transcript(self, audio, text: str, **options) -> Timestamps:
+        """The start of every word of ``text`` (whitespace-separated) in the clip."""
+        words = text.split()
+        return self.run([Query(audio, "transcript", {"transcript": " ".join(words)}, count=len(words), **options)])[0]
+
+    def ask(self, audio, question: str, count: int = 1, **options) -> Timestamps:
+        """A question of your own wording and how many times it should return."""
+        return self.run([Query(audio, "raw", count=count, question=question, **options)])[0]
+
+    # ------------------------------------------------------------------------------ batches
+    def run(self, queries: Sequence[Query]) -> list[Timestamps]:
+        """Answer ``queries`` in batches of ``batch_size`` (one forward pass each); results in input order."""
+        prepared = [self._prepare(query) for query in queries]
+        order = sorted(range(len(prepared)), key=lambda i: prepared[i][1].shape[1])  # similar lengths together
+        results: list[Timestamps | None] = [None] * len(prepared)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for index, result in zip(chunk, self._forward([prepared[i] for i in chunk])):
+                results[index] = result
+        return results
+
+    def _prepare(self, query: Query):
+        question, count = self._question(query)
+        samples = self._samples(query)
+        mel = log_mel(samples, self.settings, source=self._name(query))
+        frames = audio_frames_for_mel(mel.shape[1])
+        ids = prompt_ids(self.tokenizer, question, frames)
+        text_tokens = len(ids[0]) - frames - 2
+        if self.max_prompt_tokens and text_tokens > self.max_prompt_tokens:
+            raise InputError(f"the question is {text_tokens} tokens, more than the {self.max_prompt_tokens} "
+                             + ("this engine's profile takes; rebuild with `framestamp build-engine --max-prompt-tokens "
+                                f"{text_tokens}`" if self.engine_limits else "allowed (max_prompt_tokens)"))
+        if count > frames:
+            raise InputError(f"asked for {count} times in {frames} frames of audio: a clip of "
+                             f"{len(samples) / self.settings.sample_rate:.2f} s holds at most one time per 40 ms frame")
+        return query, mel, ids, question, count, len(samples) / self.settings.sample_rate
+
+    def _question(self, query: Query) -> tuple[str, int]:
+        if query.task == "raw":
+            if not isinstance(query.question, str) or not query.question.strip():
+                raise InputError("a raw question needs its text")
+            question = query.question
+        else:
+            question = render_prompt(query.task, query.fields)
+        if query.task == "event" and self.event_labels and query.fields["event"] not in self.event_labels:
+            raise InputError(f"this model was not trained on the event {query.fields['event']!r}; it knows: "
+                             + ", ".join(self.event_labels))
+        if not isinstance(query.count, (int, np.integer)) or query.count < 1:
+            raise InputError(f"count must be an integer >= 1, got {query.count!r}")
+        return question, int(query.count)
+
+    def _samples(self, query: Query) -> np.ndarray:
+        name = self._name(query)
+        if isinstance(query.audio, (str, Path)):
+            if query.rate is not None:
+                raise InputError(f"{name}: rate is for arrays; a file carries its own")
+            samples = load_audio(query.audio)
+        elif isinstance(query.audio, np.ndarray):
+            if query.rate is None:
+                raise InputError("an audio array needs its sample rate: pass rate=")
+            samples = to_model_rate(query.audio, query.rate, source=name)
+        else:
+            raise InputError(f"audio must be a file path or a NumPy array, got {type(query.audio).__name__}")
+        seconds = len(samples) / self.settings.sample_rate
+        if len(samples) < self.settings.hop_length * 4:
+            raise InputError(f"{name}: {seconds * 1000:.1f} ms of audio is too short to time (at least 40 ms)")
+        if self.max_seconds and seconds > self.max_seconds:
+            fix = (f"rebuild the engine with `framestamp build-engine --max-seconds {int(np.ceil(seconds))}`"
+                   if self.engine_limits else "split the audio")
+            raise InputError(f"{name}: {seconds:.1f} s of audio is longer than the {self.max_seconds:g} s "
+                             f"{'this engine' if self.engine_limits else 'this model'} takes; {fix}")
+        if float(np.abs(samples).max()) < SILENCE_PEAK:
+            raise InputError(f"{name}: the audio is silent (peak below -80 dBFS): there is nothing to time")
+        return samples
+
+    @staticmethod
+    def _name(query: Query) -> str:
+        return str(query.audio) if isinstance(query.audio, (str, Path)) else "audio array"
+
+    def _forward(self, prepared) -> list[Timestamps]:
+        mels = [mel for _, mel, *_ in prepared]
+        mel_lengths = np.array([mel.shape[1] for mel in mels], dtype=np.int64)
+        batch = np.zeros((len(mels), mels[0].shape[0], int(mel_lengths.max())), dtype=np.float32)
+        for row, mel in enumerate(mels):
+            batch[row, :, : mel.shape[1]] = mel  # zero padding, as training's batches
+        input_ids, attention_mask, audio_start = pad_prompts([ids for _, _, ids, *_ in prepared], self.pad_id)
+        audio, frame_counts = self.graphs.encode(batch, mel_lengths)
+        scores = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)[..., 0]
+        results = []
+        for row, (query, _, _, question, count, seconds) in enumerate(prepared):
+            frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
+            if self.objective == "binary":
+                times = binary_top_k(1.0 / (1.0 + np.exp(-frame_scores)), count, self.frame_seconds)
+            else:
+                times = posterior_mode(frame_scores, count, self.frame_seconds)
+            words = tuple(query.fields["transcript"].split()) if query.task == "transcript" else None
+            results.append(Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
+                                      duration=seconds, words=words, frame_seconds=self.frame_seconds,
+                                      log_intensity=frame_scores.astype(np.float32) if query.with_intensity else None))
+        return results

@@ -1,0 +1,227 @@
+"""The torch-free runtime on the shipped model's ONNX artifact: the same timestamps as PyTorch, the same
+prompt ids as training, a readable error for each bad input, thread safety, formats, and no torch."""
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import framestamp
+from framestamp.cli import main
+from framestamp.data.manifest import Example, read_manifest
+from framestamp.runtime import InputError, Locator, Query
+from framestamp.runtime.formats import render
+
+SHIPPED = Path(framestamp.__file__).parent / "models"
+CHECKPOINT, ARTIFACT = SHIPPED / "omni-tiny-synth", SHIPPED / "omni-tiny-synth-onnx"
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Fresh clips of all three tasks in voices the shipped model never heard."""
+    folder = tmp_path_factory.mktemp("clips")
+    assert main(["synth", str(folder), "--count", "2", "--seed", "21", "--voices", "en-029,en-us-nyc"]) == 0
+    return folder, read_manifest(folder / "manifest.jsonl")
+
+
+@pytest.fixture(scope="module")
+def locator():
+    return Locator(ARTIFACT, threads=1)
+
+
+def query_for(example: Example, folder: Path) -> Query:
+    return Query(str(folder / example.audio), example.task, dict(example.prompt), count=len(example.times))
+
+
+def test_timestamps_equal_pytorchs_on_the_shipped_model(clips, locator):
+    import torch
+
+    from framestamp.runtime.features import FeatureSettings
+    from framestamp.training.batches import AudioCache, collate
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.evaluate import predict
+
+    folder, examples = clips
+    chosen = [e for task in ("word", "speaker", "event", "transcript") for e in examples if e.task == task][::3]
+    assert {e.task for e in chosen} == {"word", "speaker", "event", "transcript"}
+    model, description = load_checkpoint(CHECKPOINT)
+    features = AudioCache(folder, FeatureSettings.from_json(description["features"]))
+    expected = []
+    for start in range(0, len(chosen), 4):
+        batch = collate(chosen[start:start + 4], features, model.prompt_ids, model.pad_id)
+        with torch.no_grad():
+            expected += predict(model.eval(), batch, "poisson")
+    found = locator.run([query_for(e, folder) for e in chosen])
+    for example, theirs, ours in zip(chosen, expected, found):
+        assert ours.question == example.question
+        assert len(ours.times) == len(example.times)
+        assert np.abs(np.asarray(ours.times) - theirs).max() < 1e-3, example.id
+
+
+def test_each_method_asks_the_training_question_with_the_same_ids(clips, locator):
+    from framestamp.training.tokenizer import load_tokenizer
+
+    folder, examples = clips
+    training_tokenizer = load_tokenizer(CHECKPOINT / "tokenizer.json")
+    audio = str(folder / examples[0].audio)
+    asked = {
+        "word": locator.word(audio, "doctor", 2),
+        "speaker": locator.speaker(audio, 3),
+        "event": locator.event(audio, "Dog", 1),
+        "transcript": locator.transcript(audio, "the doctor  came late"),
+    }
+    prompts = {"word": {"word": "doctor", "occurrence": 2}, "speaker": {"occurrence": 3},
+               "event": {"event": "Dog", "occurrence": 1}, "transcript": {"transcript": "the doctor came late"}}
+    for task, result in asked.items():
+        question = Example(id="q", task=task, prompt=prompts[task], times=(0.1,), duration=1.0, audio="x").question
+        assert result.question == question
+        assert locator.tokenizer.encode(question).ids == training_tokenizer.encode(question).ids
+    assert asked["transcript"].words == ("the", "doctor", "came", "late") and len(asked["transcript"].times) == 4
+
+
+def write(path: Path, samples: np.ndarray, rate: int = RATE) -> str:
+    soundfile.write(path, samples, rate)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def speech(clips):
+    folder, examples = clips
+    samples, rate = soundfile.read(folder / examples[0].audio, dtype="float32")
+    assert rate == RATE
+    return samples
+
+
+def test_bad_inputs_each_get_a_specific_error(locator, speech, tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    cases = [
+        (lambda: locator.word(str(tmp_path / "missing.wav"), "cook"), "no such audio file"),
+        (lambda: locator.word(str(corrupt), "cook"), "cannot be read as audio"),
+        (lambda: locator.word(str(empty), "cook"), "cannot be read as audio"),
+        (lambda: locator.word(write(tmp_path / "silent.wav", np.zeros(RATE, np.float32)), "cook"), "silent"),
+        (lambda: locator.word(np.full(RATE, np.nan, np.float32), "cook", rate=RATE), "NaN or infinite"),
+        (lambda: locator.word(np.zeros(0, np.float32), "cook", rate=RATE), "no samples"),
+        (lambda: locator.word(speech, "cook"), "needs its sample rate"),
+        (lambda: locator.word(speech, "cook", rate=1_000), "sample rate 1000 is not supported"),
+        (lambda: locator.word(speech.reshape(1, -1, 1), "cook", rate=RATE), "expected a 1-D"),
+        (lambda: locator.word(speech[:200], "cook", rate=RATE), "too short"),
+        (lambda: locator.word(speech, "cook", transcript="the doctor came", rate=RATE), "not in the transcript"),
+        (lambda: locator.word(speech, "the", 3, transcript="the doctor saw the cook", rate=RATE),
+         "occurs 2 time(s) in the transcript; cannot ask for the 3rd"),
+        (lambda: locator.event(speech, "Elephant", rate=RATE), "not trained on the event 'Elephant'"),
+        (lambda: locator.word(speech, "cook", 0, rate=RATE), "occurrence"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError) as error:
+            call()
+        assert message in str(error.value)
+
+
+def test_limits_say_what_to_change(speech):
+    short = Locator(ARTIFACT, max_seconds=1.0, max_prompt_tokens=8)
+    with pytest.raises(InputError, match=r"longer than the 1 s this model takes"):
+        short.word(speech, "cook", rate=RATE)
+    with pytest.raises(InputError, match=r"more than the 8 allowed"):
+        short.transcript(speech[:RATE // 2], "the doctor came late to see the cook", rate=RATE)
+    # An engine's profile names the rebuild flag.
+    short.engine_limits = True
+    with pytest.raises(InputError, match=r"framestamp build-engine --max-seconds 3"):
+        short.word(speech[: int(2.5 * RATE)], "cook", rate=RATE)
+
+
+def test_concurrent_callers_get_the_serial_results(clips, locator):
+    folder, examples = clips
+    queries = [query_for(e, folder) for e in examples[:16]]
+    serial = [tuple(locator.run([q])[0].times) for q in queries]
+    found: dict[tuple[int, int], tuple] = {}
+    errors = []
+
+    def caller(thread: int):
+        try:
+            for round_ in range(3):
+                for index in range(thread, thread + len(queries), 3):
+                    found[(thread, round_, index % len(queries))] = tuple(locator.run([queries[index % len(queries)]])[0].times)
+        except Exception as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    assert len(found) == 8 * 3 * len(range(0, len(queries), 3))
+    for (_, _, index), times in found.items():
+        assert times == serial[index]
+
+
+def test_batched_answers_equal_one_by_one(clips, locator):
+    folder, examples = clips
+    queries = [query_for(e, folder) for e in examples[::5]]
+    batched = locator.run(queries)
+    for query, result in zip(queries, batched):
+        assert np.allclose(result.times, locator.run([query])[0].times, atol=1e-3)
+
+
+def test_formats_read_back(clips, locator, tmp_path):
+    from framestamp.data.librispeech import read_textgrid_words
+
+    folder, examples = clips
+    example = next(e for e in examples if e.task == "transcript")
+    result = locator.run([query_for(example, folder)])[0]
+    grid = tmp_path / "words.TextGrid"
+    grid.write_text(render(result, "textgrid"))
+    words, _ = read_textgrid_words(grid)
+    assert [w for w, _, _ in words] == list(result.words)
+    assert np.allclose([start for _, start, _ in words], result.times)
+    srt = render(result, "srt").strip().split("\n\n")
+    assert len(srt) == len(result.times) and srt[0].splitlines()[2] == result.words[0]
+    assert render(result, "vtt").startswith("WEBVTT")
+    assert json.loads(render(result, "json"))["times"] == [round(t, 3) for t in result.times]
+
+
+def test_locate_command_and_plot(clips, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (framestamp[plot])")
+    folder, examples = clips
+    example = next(e for e in examples if e.task == "word")
+    png = tmp_path / "plot.png"
+    assert main(["locate", str(folder / example.audio), "--word", example.prompt["word"],
+                 "--occurrence", str(example.prompt["occurrence"]), "--plot", str(png)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["task"] == "word" and len(printed["times"]) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+BLOCK_TORCH = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError(f"{name} is blocked in this test", name=name)
+sys.meta_path.insert(0, Blocked())
+from framestamp.cli import main
+status = main(sys.argv[1:])
+assert not any(m.split(".")[0] in ("torch", "transformers") for m in sys.modules), "torch was imported"
+sys.exit(status)
+"""
+
+
+def test_locate_runs_where_torch_and_transformers_cannot_be_imported(clips):
+    folder, examples = clips
+    example = next(e for e in examples if e.task == "speaker")
+    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "locate", str(folder / example.audio), "--speaker", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["task"] == "speaker"
+    refused = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "train", "out"], capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and "needs torch" in refused.stderr
