@@ -1,8 +1,10 @@
-"""Generate a little synthetic audio in voices the shipped model never heard, and time it.
+"""A tour on the shipped model: fresh clips in unheard voices, accuracy, ONNX export, parity, the runtime.
 
-The README's main job: `framestamp synth` makes word, speaker and sound-event clips with exact
-labels; the shipped model (omni-tiny trained on synthetic data, framestamp/models/) answers every
-question with one forward pass and posterior-mode decoding; the table scores it per task.
+The README's main job. `framestamp synth` makes word, speaker and sound-event clips with exact labels
+in two voices the shipped model (omni-tiny trained on synthetic data, framestamp/models/) never heard;
+the model answers every question with one forward pass and posterior-mode decoding and is scored per
+task; then it is exported to ONNX, checked against PyTorch, and the torch-free runtime locates the
+words of one clip, printed next to the true times.
 """
 
 from __future__ import annotations
@@ -17,22 +19,13 @@ HELD_OUT_VOICES = "en-029,en-us-nyc"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL, help="checkpoint folder (default: the shipped model)")
-    parser.add_argument("--out", type=Path, help="where to write the generated data (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, help="where to write the data and the artifact (default: a temporary folder)")
     parser.add_argument("--clips", type=int, default=12, help="clips per task to generate (default 12)")
     parser.add_argument("--seed", type=int, default=7)
 
 
-def show_transcript(model, example, features) -> None:
-    """One clip's words: true start next to the decoded one."""
-    from framestamp.training.batches import collate
-    from framestamp.training.evaluate import predict
-
-    batch = collate([example], features, model.prompt_ids, model.pad_id)
-    decoded = predict(model, batch, "poisson")[0]
-    print(f"\n   {example.id}")
-    print("   word            true (s)   decoded (s)")
-    for word, true, found in list(zip(example.prompt["transcript"].split(), example.times, decoded))[:10]:
-        print(f"   {word:<15} {true:8.3f}   {found:8.3f}")
+def step(number: int, text: str) -> None:
+    print(f"\n{number}. {text}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,20 +40,40 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model / "framestamp.json").is_file():
         raise InputError(f"{args.model}: no checkpoint here; give one with --model")
     with tempfile.TemporaryDirectory() as scratch:
-        out = args.out or Path(scratch) / "demo-data"
-        print(f"1. framestamp synth {out} --count {args.clips} --seed {args.seed} --voices {HELD_OUT_VOICES}")
-        status = framestamp_main(["synth", str(out), "--count", str(args.clips), "--seed", str(args.seed),
-                                  "--voices", HELD_OUT_VOICES])
-        if status:
-            return status
-        examples = read_manifest(out / "manifest.jsonl")
+        out = args.out or Path(scratch)
+        data, artifact = out / "demo-data", out / "demo-onnx"
+        step(1, f"framestamp synth {data} --count {args.clips} --seed {args.seed} --voices {HELD_OUT_VOICES}")
+        if framestamp_main(["synth", str(data), "--count", str(args.clips), "--seed", str(args.seed),
+                            "--voices", HELD_OUT_VOICES]):
+            return 1
+        examples = read_manifest(data / "manifest.jsonl")
         model, description = load_checkpoint(args.model)
-        features = AudioCache(out, FeatureSettings.from_json(description["features"]))
-        print(f"2. {args.model.name}: {description['backbone']['num_parameters'] / 1e6:.1f}M parameters, "
-              f"{description['head']['objective']} head, trained {description['training'].get('steps', '?')} steps")
-        transcripts = [e for e in examples if e.task == "transcript"]
-        if transcripts:
-            show_transcript(model, transcripts[0], features)
-        print(f"\n3. every question of the {len(examples)} ({args.clips} clips per task), one forward pass each batch:")
+        features = AudioCache(data, FeatureSettings.from_json(description["features"]))
+        step(2, f"framestamp evaluate {args.model.name} (PyTorch): {description['backbone']['num_parameters'] / 1e6:.1f}M "
+                f"parameters, {description['head']['objective']} head, {description['training'].get('steps', '?')} "
+                f"steps; {len(examples)} questions, one forward pass per batch")
         print(evaluate(model, examples, features, batch_size=8).table())
+
+        step(3, f"framestamp export {args.model.name} {artifact}")
+        if framestamp_main(["export", str(args.model), str(artifact)]):
+            return 1
+        step(4, f"framestamp parity {args.model.name} {artifact} (PyTorch vs ONNX Runtime, padded batches)")
+        if framestamp_main(["parity", str(args.model), str(artifact), "--manifest", str(data / "manifest.jsonl"),
+                            "--batch-sizes", "1,4", "--seconds", "0.5,10"]):
+            return 1
+        transcript = next((e for e in examples if e.task == "transcript"), None)
+        if transcript is not None:
+            step(5, "the torch-free runtime: Locator(artifact).transcript(clip, text)")
+            show_transcript(artifact, data, transcript)
     return 0
+
+
+def show_transcript(artifact: Path, data: Path, example) -> None:
+    """One clip's words located by the runtime, next to the true starts."""
+    from framestamp.runtime import Locator
+
+    result = Locator(artifact).transcript(str(data / example.audio), example.prompt["transcript"])
+    print(f"   {example.audio}")
+    print("   word            true (s)   located (s)   error (ms)")
+    for word, true, found in zip(result.words, example.times, result.times):
+        print(f"   {word:<15} {true:8.3f}   {found:9.3f}   {abs(found - true) * 1000:8.0f}")

@@ -1,0 +1,177 @@
+"""The runtime's own overhead (read + resample + features + tokenize + decode) against the forward pass.
+
+    python -m framestamp.benchmarks.runtime_overhead [--artifact DIR ...] [--out benchmarks/results/cpu]
+
+Audio is real synthetic speech tiled to 10, 30 and 60 s and stored as 44.1 kHz stereo FLAC, so reading
+includes decoding, downmixing and resampling to 16 kHz. Every stage is the function the Locator calls;
+the end-to-end time is Locator.run itself. Also reports the peak resident memory of a process that
+answers one question about a 10-minute file. Median and min/max over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import framestamp
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.decoding import posterior_mode
+from framestamp.runtime.features import log_mel
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.locator import Locator, Query
+from framestamp.runtime.prompts import pad_prompts, prompt_ids, render_prompt
+
+SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
+FILE_RATE = 44_100
+QUESTION = render_prompt("word", {"word": "doctor", "occurrence": 1})
+
+PEAK_MEMORY = """
+import resource, sys
+from framestamp.runtime.locator import Locator
+Locator(sys.argv[1], threads=int(sys.argv[3])).word(sys.argv[2], "doctor")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def speech_files(folder: Path, seconds: float, count: int) -> list[Path]:
+    """``count`` different 44.1 kHz stereo FLAC files of ``seconds`` of tiled synthetic speech."""
+    import soundfile
+    import soxr
+
+    from framestamp.cli import main
+
+    source = folder / "source"
+    if not (source / "manifest.jsonl").is_file():
+        main(["synth", str(source), "--tasks", "words", "--count", "8", "--seed", "3"])
+    clips = sorted((source / "words").rglob("*.flac"))
+    files = []
+    for index in range(count):
+        path = folder / f"speech-{seconds:g}s-{index}.flac"
+        if not path.is_file():
+            samples = np.concatenate([load_audio(clip) for clip in np.roll(clips, index)])
+            samples = np.tile(samples, int(np.ceil(seconds * 16_000 / len(samples))))[: int(seconds * 16_000)]
+            samples = soxr.resample(samples, 16_000, FILE_RATE)
+            soundfile.write(path, np.stack([samples, 0.9 * samples], axis=1), FILE_RATE)
+        files.append(path)
+    return files
+
+
+def timed(function, repeats: int) -> tuple[list[float], object]:
+    result = function()  # warm-up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        timings.append(time.perf_counter() - start)
+    return timings, result
+
+
+def stages(locator: Locator, files: list[Path], repeats: int) -> dict:
+    """Each stage of one batch, as the Locator runs it."""
+    read, samples = timed(lambda: [load_audio(path) for path in files], repeats)
+    features, mels = timed(lambda: [log_mel(s, locator.settings) for s in samples], repeats)
+    frames = [audio_frames_for_mel(mel.shape[1]) for mel in mels]
+    tokenize, prompts = timed(lambda: pad_prompts([prompt_ids(locator.tokenizer, QUESTION, f) for f in frames],
+                                                  locator.pad_id), repeats)
+    mel_lengths = np.array([mel.shape[1] for mel in mels])
+    batch = np.zeros((len(mels), mels[0].shape[0], int(mel_lengths.max())), np.float32)
+    for row, mel in enumerate(mels):
+        batch[row, :, : mel.shape[1]] = mel
+
+    def forward():
+        audio, counts = locator.graphs.encode(batch, mel_lengths)
+        return locator.graphs.scores(*prompts, audio, counts)[..., 0], counts
+
+    forward_times, (scores, counts) = timed(forward, repeats)
+    decode, _ = timed(lambda: [posterior_mode(scores[row, : counts[row]].astype(np.float64), 1)
+                               for row in range(len(files))], repeats)
+    end_to_end, _ = timed(lambda: locator.run([Query(str(path), "word", {"word": "doctor", "occurrence": 1})
+                                               for path in files]), repeats)
+    median = {name: float(np.median(values)) for name, values in
+              (("read_resample", read), ("features", features), ("tokenize", tokenize), ("forward", forward_times),
+               ("decode", decode), ("end_to_end", end_to_end))}
+    overhead = median["read_resample"] + median["features"] + median["tokenize"] + median["decode"]
+    return {"median_seconds": median, "end_to_end_min": float(np.min(end_to_end)),
+            "end_to_end_max": float(np.max(end_to_end)), "overhead_seconds": overhead,
+            "overhead_fraction": overhead / (overhead + median["forward"])}
+
+
+def peak_memory(artifact: Path, path: Path, threads: int) -> int:
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(artifact), str(path), str(threads)],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", type=Path, action="append",
+                        help="artifact folder(s) to measure (default: the shipped model's)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    parser.add_argument("--memory-minutes", type=float, default=10.0, help="file length for the peak-memory run")
+    parser.add_argument("--out", type=Path, help="folder for runtime_overhead.json and .md")
+    parser.add_argument("--work", type=Path, help="where to keep the generated audio (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    artifacts = args.artifact or [SHIPPED_ARTIFACT]
+    with tempfile.TemporaryDirectory(prefix="framestamp-overhead.") as scratch:
+        work = args.work or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for artifact in artifacts:
+            locator = Locator(artifact, threads=args.threads, batch_size=max(args.batch_sizes))
+            for seconds in args.seconds:
+                for batch_size in args.batch_sizes:
+                    measured = stages(locator, speech_files(work, seconds, batch_size), args.repeats)
+                    rows.append({"artifact": artifact.name, "parameters": locator.manifest["backbone"]["num_parameters"],
+                                 "seconds": seconds, "batch_size": batch_size, **measured})
+                    print(f"{artifact.name}: {seconds:g} s x{batch_size}: forward "
+                          f"{measured['median_seconds']['forward'] * 1000:.1f} ms, overhead "
+                          f"{measured['overhead_seconds'] * 1000:.1f} ms ({measured['overhead_fraction']:.1%})", flush=True)
+        long_file = speech_files(work, args.memory_minutes * 60, 1)[0]
+        memory = {artifact.name: peak_memory(artifact, long_file, args.threads) for artifact in artifacts}
+    report = {"command": "python -m framestamp.benchmarks.runtime_overhead " + " ".join(argv or sys.argv[1:]),
+              "machine": {"processor": platform.processor() or platform.machine(), "threads": args.threads,
+                          "python": platform.python_version()},
+              "rows": rows, "peak_memory_bytes": {"minutes": args.memory_minutes, **memory}}
+    table = markdown(report)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "runtime_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "runtime_overhead.md").write_text(table)
+    return 0
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Runtime overhead: read + resample + features + tokenize + decode vs the forward pass", "",
+             f"Reproduce: `{report['command']}`", "",
+             f"CPU ({report['machine']['processor']}), ONNX Runtime with {report['machine']['threads']} threads, "
+             "median of repeats; audio is 44.1 kHz stereo FLAC.", "",
+             "| model | params | audio | batch | read+resample | features | tokenize | forward | decode | "
+             "end-to-end (min-max) | overhead |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        m = {k: v * 1000 for k, v in row["median_seconds"].items()}
+        lines.append(f"| {row['artifact']} | {row['parameters'] / 1e6:.1f}M | {row['seconds']:g} s | {row['batch_size']} | "
+                     f"{m['read_resample']:.1f} ms | {m['features']:.1f} ms | {m['tokenize']:.2f} ms | "
+                     f"{m['forward']:.1f} ms | {m['decode']:.2f} ms | {m['end_to_end']:.1f} ms "
+                     f"({row['end_to_end_min'] * 1000:.1f}-{row['end_to_end_max'] * 1000:.1f}) | "
+                     f"{row['overhead_fraction']:.1%} |")
+    memory = report["peak_memory_bytes"]
+    lines += ["", f"Peak resident memory answering one question about a {memory['minutes']:g}-minute file: "
+              + ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in memory.items() if name != "minutes"), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
