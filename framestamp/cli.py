@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help). Later issues add locate and bench here.
+# name -> (module, one-line help).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("framestamp.data.synth", "generate a synthetic dataset (words, speakers, events) from a seed"),
     "train": ("framestamp.training.train", "train a frame-head or token-baseline model (resumes after a kill)"),
@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("framestamp.export.parity", "compare an exported artifact with its PyTorch checkpoint on real audio"),
     "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
     "locate": ("framestamp.runtime.locate", "when does a word / speaker / event / every word of a transcript start (torch-free)"),
+    "bench": ("framestamp.benchmarks.bench", "measure latency (vs autoregressive), runtime overhead, decoding, accuracy"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
 }
 

@@ -1,0 +1,35 @@
+"""Measure speed and accuracy: `framestamp bench latency|overhead|decoding|objectives ...`.
+
+Each benchmark prints a table and, with --out, writes JSON + markdown (+ a PNG where a chart helps)
+into benchmarks/results/<device>/, with the command that reproduces it at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> (module, help); latency has its own options, the others pass their arguments through.
+BENCHMARKS = {
+    "latency": ("framestamp.benchmarks.latency", "frame-level vs autoregressive timestamps (the paper's Fig. 3)"),
+    "overhead": ("framestamp.benchmarks.runtime_overhead", "the runtime's own cost vs the forward pass, and scaling"),
+    "decoding": ("framestamp.benchmarks.decoding_speed", "posterior-mode decoding cost"),
+    "objectives": ("framestamp.benchmarks.objectives_table", "tables of the objective and length-generalization runs"),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        sub = benchmarks.add_parser(name, help=help_text, description=help_text)
+        if name == "latency":
+            importlib.import_module(module_name).configure(sub)
+        else:
+            sub.add_argument("arguments", nargs=argparse.REMAINDER, help=f"see python -m {module_name} --help")
+
+
+def run(args: argparse.Namespace) -> int:
+    module = importlib.import_module(BENCHMARKS[args.benchmark][0])
+    if args.benchmark == "latency":
+        return module.run(args)
+    return module.main(args.arguments)

@@ -1,0 +1,49 @@
+"""The latency benchmark times honest work: its autoregressive paths generate the same greedy tokens,
+its frame-level paths decode the same timestamps, and generation is forced to the answer's length."""
+
+import pytest
+import torch
+
+from framestamp.benchmarks.latency import Timer, benchmark_clips, truncated
+from framestamp.export.artifact import export_fp32
+from framestamp.training.batches import collate
+from framestamp.training.checkpoint import build_model, save_checkpoint
+from framestamp.training.model import HeadConfig
+from framestamp.runtime.features import DEFAULT_SETTINGS
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    model = build_model("omni-tiny", HeadConfig(objective="poisson", lookahead=2), seed=3)
+    checkpoint = save_checkpoint(model, folder / "checkpoint", features=DEFAULT_SETTINGS.to_json())
+    export_fp32(checkpoint, folder / "fp32")
+    examples, features = benchmark_clips(folder, 8)
+    timer = Timer(model.eval(), "cpu", repeats=1, artifacts=[folder / "fp32"], threads=1, compile=False)
+    return timer, [truncated(e, 8) for e in examples[:3]], features
+
+
+def test_autoregressive_paths_generate_the_same_tokens(setup):
+    timer, examples, features = setup
+    model = timer.model
+    batch = collate(examples, features, model.prompt_ids, model.pad_id)
+    dynamic = timer.generate(batch, 12, static=False)
+    assert dynamic.shape == (3, 12)  # forced: no early stop at the end token
+    assert torch.equal(timer.generate(batch, 12, static=True), dynamic)
+    assert torch.equal(timer.lean_loop(batch, 12), dynamic)
+    # Left padding changes nothing: each row alone generates the same.
+    for row, example in enumerate(examples):
+        alone = collate([example], features, model.prompt_ids, model.pad_id)
+        assert torch.equal(timer.lean_loop(alone, 12)[0], dynamic[row])
+
+
+def test_every_method_is_timed_and_frame_methods_agree(setup):
+    timer, examples, features = setup
+    measured = timer.measure(examples, features)
+    assert set(measured["seconds"]) == {"frame pytorch", "frame onnxruntime fp32", "autoregressive generate",
+                                        "autoregressive static cache", "autoregressive lean loop"}
+    assert measured["frame_methods_max_difference_ms"] < 1.0  # ONNX Runtime decodes the frames PyTorch decodes
+    assert measured["answer_tokens"] > 8  # eight timestamps take more than one token each
+    assert all(s["min"] <= s["median"] <= s["max"] for s in measured["seconds"].values())
