@@ -119,6 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     parser.add_argument("--memory-minutes", type=float, default=10.0, help="file length for the peak-memory run")
+    parser.add_argument("--scaling", type=float, nargs="*", default=[10, 30, 60, 120, 300, 600],
+                        help="audio lengths (s) for the first artifact's end-to-end scaling curve at batch 1 (none: skip)")
     parser.add_argument("--out", type=Path, help="folder for runtime_overhead.json and .md")
     parser.add_argument("--work", type=Path, help="where to keep the generated audio (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -137,19 +139,60 @@ def main(argv=None) -> int:
                     print(f"{artifact.name}: {seconds:g} s x{batch_size}: forward "
                           f"{measured['median_seconds']['forward'] * 1000:.1f} ms, overhead "
                           f"{measured['overhead_seconds'] * 1000:.1f} ms ({measured['overhead_fraction']:.1%})", flush=True)
+        scaling = []
+        for artifact in artifacts[:1]:  # the first artifact's curve
+            locator = Locator(artifact, threads=args.threads)
+            for seconds in args.scaling or []:
+                measured = stages(locator, speech_files(work, seconds, 1), max(1, min(args.repeats, 3)))
+                scaling.append({"artifact": artifact.name, "seconds": seconds, **measured})
+                print(f"{artifact.name}: {seconds:g} s end to end {measured['median_seconds']['end_to_end']:.3f} s",
+                      flush=True)
         long_file = speech_files(work, args.memory_minutes * 60, 1)[0]
         memory = {artifact.name: peak_memory(artifact, long_file, args.threads) for artifact in artifacts}
     report = {"command": "python -m framestamp.benchmarks.runtime_overhead " + " ".join(argv or sys.argv[1:]),
               "machine": {"processor": platform.processor() or platform.machine(), "threads": args.threads,
                           "python": platform.python_version()},
-              "rows": rows, "peak_memory_bytes": {"minutes": args.memory_minutes, **memory}}
+              "rows": rows, "scaling": scaling, "peak_memory_bytes": {"minutes": args.memory_minutes, **memory}}
     table = markdown(report)
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "runtime_overhead.json").write_text(json.dumps(report, indent=2) + "\n")
         (args.out / "runtime_overhead.md").write_text(table)
+        if scaling:
+            chart(scaling, args.out / "runtime_scaling.png")
     return 0
+
+
+STAGES = ("read_resample", "features", "tokenize", "forward", "decode")
+
+
+def chart(scaling: list[dict], path: Path) -> None:
+    """Each stage's time against audio length, log-log: what grows, and how fast."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install 'framestamp[plot]')", file=sys.stderr)
+        return
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for artifact in sorted({row["artifact"] for row in scaling}):
+        rows = [row for row in scaling if row["artifact"] == artifact]
+        lengths = [row["seconds"] for row in rows]
+        axis.plot(lengths, [row["median_seconds"]["end_to_end"] for row in rows], "k-o", label=f"{artifact}: end to end")
+        for stage in STAGES:
+            axis.plot(lengths, [max(row["median_seconds"][stage], 1e-6) for row in rows], "--", marker=".", label=stage)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("audio (s)")
+    axis.set_ylabel("seconds (median)")
+    axis.set_title("Runtime cost against audio length, batch 1", fontsize=10)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def markdown(report: dict) -> str:
@@ -167,6 +210,15 @@ def markdown(report: dict) -> str:
                      f"{m['forward']:.1f} ms | {m['decode']:.2f} ms | {m['end_to_end']:.1f} ms "
                      f"({row['end_to_end_min'] * 1000:.1f}-{row['end_to_end_max'] * 1000:.1f}) | "
                      f"{row['overhead_fraction']:.1%} |")
+    if report.get("scaling"):
+        lines += ["", "## End to end against audio length (batch 1; chart: runtime_scaling.png)", "",
+                  "| model | audio | end-to-end | forward | features | read+resample | decode | overhead |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in report["scaling"]:
+            m = row["median_seconds"]
+            lines.append(f"| {row['artifact']} | {row['seconds']:g} s | {m['end_to_end']:.3f} s | {m['forward']:.3f} s | "
+                         f"{m['features']:.3f} s | {m['read_resample']:.3f} s | {m['decode'] * 1000:.2f} ms | "
+                         f"{row['overhead_fraction']:.1%} |")
     memory = report["peak_memory_bytes"]
     lines += ["", f"Peak resident memory answering one question about a {memory['minutes']:g}-minute file: "
               + ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in memory.items() if name != "minutes"), ""]
