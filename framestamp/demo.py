@@ -3,8 +3,9 @@
 The README's main job. `framestamp synth` makes word, speaker and sound-event clips with exact labels
 in two voices the shipped model (omni-tiny trained on synthetic data, framestamp/models/) never heard;
 the model answers every question with one forward pass and posterior-mode decoding and is scored per
-task; then it is exported to ONNX, checked against PyTorch, and the torch-free runtime locates the
-words of one clip, printed next to the true times.
+task; then it is exported to ONNX, checked against PyTorch, the torch-free runtime locates the
+words of one clip, printed next to the true times, and one latency row compares the frame-level answer
+with generating the timestamps as text.
 """
 
 from __future__ import annotations
@@ -65,7 +66,23 @@ def run(args: argparse.Namespace) -> int:
         if transcript is not None:
             step(5, "the torch-free runtime: Locator(artifact).transcript(clip, text)")
             show_transcript(artifact, data, transcript)
+        step(6, "latency, one question asking for 30 word starts (full grid: framestamp bench latency)")
+        show_latency(model, artifact, out)
     return 0
+
+
+def show_latency(model, artifact: Path, out: Path) -> None:
+    """One row of the latency benchmark: frame-level vs generating the timestamps as text."""
+    from framestamp.benchmarks.latency import Timer, benchmark_clips, truncated
+
+    examples, features = benchmark_clips(out / "latency", 30)
+    measured = Timer(model.eval(), "cpu", repeats=3, artifacts=[artifact], threads=None, compile=False).measure(
+        [truncated(examples[0], 30)], features)
+    seconds = {name: stats["median"] * 1000 for name, stats in measured["seconds"].items()}
+    frame = min(value for name, value in seconds.items() if name.startswith("frame"))
+    for name, value in seconds.items():
+        print(f"   {name:<30} {value:8.1f} ms" + ("" if name.startswith("frame") else f"   {value / frame:5.1f}x slower"))
+    print(f"   ({measured['answer_tokens']} answer tokens generated; the frame-level answer is one forward pass)")
 
 
 def show_transcript(artifact: Path, data: Path, example) -> None:
