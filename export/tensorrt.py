@@ -145,39 +145,60 @@ def build_engines(artifact: Path, precision: str, max_batch: int, max_seconds: f
     return described
 
 
-def polygraphy_check(artifact: Path, max_seconds: float, max_batch: int) -> int:
-    """`polygraphy run --trt --onnxrt` on each graph, fed real audio; returns its exit status."""
-    import tempfile
+TOLERANCES = {"fp32": ("1e-4", "1e-4"), "fp16": ("2e-2", "2e-2"), "int8": ("0.5", "0.5")}  # polygraphy --atol/--rtol
 
+
+def polygraphy_commands(artifact: Path, inputs: dict[str, Path], shapes: dict, trt: bool = True) -> list[list[str]]:
+    """`polygraphy run GRAPH --trt --onnxrt` per graph, fed saved real inputs, over the engine's profile."""
+    manifest = read_manifest(artifact)
+    atol, rtol = TOLERANCES[manifest["precision"]]
+    commands = []
+    for name in (ENCODER, DECODER):
+        command = ["polygraphy", "run", str(artifact / manifest["graphs"][name]["file"]), "--onnxrt",
+                   "--load-inputs", str(inputs[name]), "--atol", atol, "--rtol", rtol]
+        if trt:
+            command.append("--trt")
+            for option, position in (("--trt-min-shapes", 0), ("--trt-opt-shapes", 1), ("--trt-max-shapes", 2)):
+                command += [option] + [f"{input_name}:{list(s[position])}".replace(" ", "")
+                                       for input_name, s in shapes[name].items()]
+            if manifest["precision"] != "fp32":
+                command.append("--strongly-typed")  # the graph's own fp16 / Q/DQ types, as build_engine does
+        commands.append(command)
+    return commands
+
+
+def save_real_inputs(artifact: Path, folder: Path, clips: int = 8) -> dict[str, Path]:
+    """Batch-1 feeds for each graph from generated speech, saved as polygraphy's JSON input lists."""
     from polygraphy.json import save_json
+    from tokenizers import Tokenizer
 
     from framestamp.calibration.reader import calibration_examples, graph_feeds
     from framestamp.export.parity import _generated_clips
     from framestamp.runtime.artifact import GraphSessions
     from framestamp.runtime.features import FeatureSettings
-    from tokenizers import Tokenizer
+
+    manifest = read_manifest(artifact)
+    audio = _generated_clips(folder)
+    feeds = list(graph_feeds(calibration_examples(audio, clips), audio.parent, GraphSessions.open(artifact),
+                             Tokenizer.from_file(str(artifact / "tokenizer.json")),
+                             FeatureSettings.from_json(manifest["features"])))
+    paths = {}
+    for index, name in enumerate((ENCODER, DECODER)):
+        paths[name] = folder / f"{name}-inputs.json"
+        save_json([feed[index] for feed in feeds], str(paths[name]))
+    return paths
+
+
+def polygraphy_check(artifact: Path, max_seconds: float, max_batch: int) -> int:
+    """TensorRT against ONNX Runtime through polygraphy, on real audio; returns the worst exit status."""
+    import tempfile
 
     import_tensorrt()
-    manifest = read_manifest(artifact)
-    shapes = profile_shapes(manifest, max_batch, max_seconds, 512)
+    shapes = profile_shapes(read_manifest(artifact), max_batch, max_seconds, 512)
     status = 0
     with tempfile.TemporaryDirectory(prefix="framestamp-polygraphy.") as scratch:
-        clips = _generated_clips(Path(scratch))
-        sessions = GraphSessions.open(artifact)
-        feeds = list(graph_feeds(calibration_examples(clips, 8), clips.parent, sessions,
-                                 Tokenizer.from_file(str(artifact / "tokenizer.json")),
-                                 FeatureSettings.from_json(manifest["features"])))
-        for index, name in enumerate((ENCODER, DECODER)):
-            inputs = Path(scratch) / f"{name}-inputs.json"
-            save_json([feed[index] for feed in feeds], str(inputs))
-            command = ["polygraphy", "run", str(artifact / manifest["graphs"][name]["file"]), "--trt", "--onnxrt",
-                       "--load-inputs", str(inputs)]
-            for option, position in (("--trt-min-shapes", 0), ("--trt-opt-shapes", 1), ("--trt-max-shapes", 2)):
-                command += [option] + [f"{input_name}:{list(s[position])}".replace(" ", "")
-                                       for input_name, s in shapes[name].items()]
-            if manifest["precision"] != "fp32":
-                command.append("--fp16" if manifest["precision"] == "fp16" else "--strongly-typed")
-            print("$", " ".join(command))
+        for command in polygraphy_commands(artifact, save_real_inputs(artifact, Path(scratch)), shapes):
+            print("$", " ".join(command), flush=True)
             status = max(status, subprocess.run(command).returncode)
     return status
 

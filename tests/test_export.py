@@ -229,3 +229,22 @@ def test_build_engines(exported, tmp_path):
     for name, entry in described.items():
         assert (tmp_path / "fp16" / "engines" / entry["engine"]).stat().st_size > 0
         assert entry["graph_sha256"] == fp16["files"][f"{name}.onnx"]
+
+
+def test_polygraphy_runs_the_saved_real_inputs_through_onnx_runtime(exported, tmp_path):
+    """Everything `parity --trt` hands polygraphy, checked without TensorRT: inputs, graphs, shape flags."""
+    import subprocess
+
+    from framestamp.export.tensorrt import polygraphy_commands, profile_shapes, save_real_inputs
+
+    backbone, _, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("the commands do not depend on the backbone")
+    inputs = save_real_inputs(artifact, tmp_path, clips=2)
+    shapes = profile_shapes(read_manifest(artifact), 2, 20.0, 128)
+    with_trt = polygraphy_commands(artifact, inputs, shapes)
+    assert "--trt" in with_trt[1] and any(arg.startswith("input_ids:[1,2]") for arg in with_trt[1])
+    for command in polygraphy_commands(artifact, inputs, shapes, trt=False):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "PASSED" in done.stdout + done.stderr
