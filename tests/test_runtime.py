@@ -243,3 +243,12 @@ def test_the_readme_embedding_example_runs(clips, tmp_path, monkeypatch, capsys)
     exec(compile(snippet, "README.md", "exec"), namespace)
     assert len(namespace["hit"].times) == 1 and len(namespace["batch"]) == 2
     assert len(capsys.readouterr().out.splitlines()) == 4  # one line per word of the transcript
+
+
+def test_the_runtime_extra_pulls_nothing_heavier():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    names = {requirement.split(">")[0].split("=")[0].split("[")[0].strip()
+             for requirement in project["dependencies"] + project["optional-dependencies"]["runtime"]}
+    assert names == {"numpy", "onnxruntime", "tokenizers", "soundfile", "soxr"}
