@@ -40,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact", type=Path, action="append", default=[],
                         help="ONNX artifact(s) of the model to time (default: export fp32 and fp16 on the fly "
                              "from --model; none with --backbone)")
+    parser.add_argument("--clips", type=Path,
+                        help="a manifest with long transcript clips to use instead of generating them "
+                             "(machines without espeak-ng: generate with `framestamp synth --tasks words "
+                             "--min-seconds 16 --max-seconds 20` elsewhere and carry the folder)")
     parser.add_argument("--batch-sizes", default="1,4,16")
     parser.add_argument("--buckets", help="comma-separated bucket labels (default: all six)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model, description, source = load_model(args)
     with tempfile.TemporaryDirectory(prefix="framestamp-latency.") as scratch:
         scratch = Path(scratch)
-        examples, features = benchmark_clips(scratch, max(n for _, n in buckets))
+        examples, features = benchmark_clips(scratch, max(n for _, n in buckets), args.clips)
         artifacts = list(args.artifact)
         if not artifacts and args.backbone is None:
             artifacts = export_artifacts(Path(source), scratch, ["fp32"] if args.quick else ["fp32", "fp16"])
@@ -111,21 +115,25 @@ def load_model(args):
     return model.to(args.device).eval(), description, source
 
 
-def benchmark_clips(folder: Path, longest: int):
-    """Synthetic speech long enough to hold ``longest`` words per transcript."""
+def benchmark_clips(folder: Path, longest: int, manifest: Path | None = None):
+    """Speech long enough to hold ``longest`` words per transcript: ``manifest``'s, or generated."""
     from framestamp.cli import main
     from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.errors import InputError
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.batches import AudioCache
 
-    seconds = max(4, int(longest * 0.45) + 2)
-    main(["synth", str(folder / "clips"), "--tasks", "words", "--count", "24", "--seed", "9",
-          "--min-seconds", str(seconds), "--max-seconds", str(seconds + 4)])
-    examples = [e for e in read_manifest(folder / "clips" / "manifest.jsonl")
-                if e.task == "transcript" and len(e.times) >= longest]
+    if manifest is None:
+        seconds = max(4, int(longest * 0.45) + 2)
+        manifest = folder / "clips" / "manifest.jsonl"
+        main(["synth", str(manifest.parent), "--tasks", "words", "--count", "24", "--seed", "9",
+              "--min-seconds", str(seconds), "--max-seconds", str(seconds + 4)])
+    examples = [e for e in read_manifest(manifest) if e.task == "transcript" and len(e.times) >= longest]
+    if not examples:
+        raise InputError(f"{manifest}: no transcript with at least {longest} words; generate longer clips")
     if len(examples) < 16:
         examples = (examples * 16)[:16]
-    return examples, AudioCache(folder / "clips", DEFAULT_SETTINGS)
+    return examples, AudioCache(manifest.parent, DEFAULT_SETTINGS)
 
 
 def truncated(example, count: int):
