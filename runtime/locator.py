@@ -92,9 +92,9 @@ class Locator:
         self.engine_limits = bool(limits)
         self.max_batch = limits.get("max_batch")
         self.batch_size = min(batch_size, self.max_batch or batch_size)
-        encoder_limit = (self.manifest["limits"].get("max_mel_frames") or 0) / 100 or None
-        self.max_seconds = min(x for x in (max_seconds, limits.get("max_seconds"), encoder_limit) if x) \
-            if any((max_seconds, limits.get("max_seconds"), encoder_limit)) else None
+        encoder_limit = (self.manifest["limits"].get("max_mel_frames") or 0) / 100  # Qwen2-Audio: 30 s
+        ceilings = [seconds for seconds in (max_seconds, limits.get("max_seconds"), encoder_limit) if seconds]
+        self.max_seconds = min(ceilings) if ceilings else None
         self.max_prompt_tokens = max_prompt_tokens or limits.get("max_prompt_tokens")
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER))
         self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)
