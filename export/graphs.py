@@ -7,7 +7,10 @@ of more than 2 GB (Omni-7B) keep their weights in external data files beside the
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +91,7 @@ def export_graph(module: nn.Module, inputs: dict, names: tuple[tuple[str, ...], 
     import onnx
 
     input_names, output_names = names
-    with torch.no_grad(), tempfile.TemporaryDirectory(prefix="framestamp-export.") as scratch:
+    with torch.no_grad(), tempfile.TemporaryDirectory(prefix="framestamp-export.") as scratch, quiet_exporter():
         program = torch.onnx.export(module.eval(), tuple(inputs[name] for name in input_names), dynamo=True,
                                     opset_version=opset, input_names=list(input_names),
                                     output_names=list(output_names), dynamic_shapes=dynamic, verbose=False)
@@ -104,6 +107,22 @@ def export_graph(module: nn.Module, inputs: dict, names: tuple[tuple[str, ...], 
     set_metadata(graph, metadata or {})
     save_graph(graph, path, large)
     return path
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """The exporter's notes that concern no user (missing torchvision ops, pytree deprecations, axis
+    names merged because two inputs share one) stay out of the command's output; errors still show."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*", category=UserWarning)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def save_graph(graph, path: Path, external: bool | None = None) -> None:
