@@ -111,7 +111,7 @@ def load_model(args):
 
         path = args.model or SHIPPED_MODEL
         model, description = load_checkpoint(path, dtype=dtype)
-        source = str(path)
+        source = "the shipped omni-tiny-synth" if args.model is None else str(path)
     return model.to(args.device).eval(), description, source
 
 
