@@ -299,7 +299,7 @@ class Timer:
                 generated.append(token)
                 attention_mask = torch.cat((attention_mask, torch.ones_like(token)), dim=1)
                 output = model.language_model(input_ids=token, attention_mask=attention_mask, position_ids=next_position,
-                                              past_key_values=output.past_key_values, use_cache=True)
+                                              use_cache=True, **model.next_step_cache(output))
                 next_position = next_position + 1
         return torch.cat(generated, dim=1)
 

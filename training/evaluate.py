@@ -75,8 +75,8 @@ def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int
             break
         attention_mask = torch.cat((attention_mask, torch.ones_like(attention_mask[:, :1])), dim=1)
         output = model.language_model(input_ids=token[:, None], attention_mask=attention_mask,
-                                      position_ids=next_position[:, None], past_key_values=output.past_key_values,
-                                      use_cache=True)
+                                      position_ids=next_position[:, None], use_cache=True,
+                                      **model.next_step_cache(output))
         next_position = next_position + 1
     tokens = torch.stack(generated, dim=1).tolist()
     return [row[: row.index(end_id)] if end_id in row else row for row in tokens]

@@ -99,6 +99,18 @@ class FrameStampModel(nn.Module):
     def language_model(self) -> nn.Module:
         return self.backbone.model.language_model
 
+    def next_step_cache(self, output) -> dict:
+        """The decoder's KV cache from ``output``, as the keyword the next decoding step takes.
+
+        transformers renamed ``past_key_values`` to ``cache`` during 5.x (the old name is deprecated): an
+        unrecognized keyword would be swallowed by ``**kwargs`` and the step would run without its cache.
+        """
+        import inspect
+
+        if "cache" in inspect.signature(self.language_model.forward).parameters:
+            return {"cache": output.cache}
+        return {"past_key_values": output.past_key_values}
+
     # ------------------------------------------------------------------------------ prompts
     def prompt_ids(self, example, num_audio_frames: int, with_answer: bool | None = None):
         """Token ids for one manifest example and where its audio placeholders start."""
