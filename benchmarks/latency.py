@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     wanted = args.buckets.split(",") if args.buckets else [label for label, _ in BUCKETS]
     buckets = [(label, n) for label, n in BUCKETS if label in wanted]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    model, description, source = load_model(args)
+    model, description, source, checkpoint = load_model(args)
     with tempfile.TemporaryDirectory(prefix="framestamp-latency.") as scratch:
         scratch = Path(scratch)
         examples, features = benchmark_clips(scratch, max(n for _, n in buckets), args.clips)
         artifacts = list(args.artifact)
-        if not artifacts and args.backbone is None:
-            artifacts = export_artifacts(Path(source), scratch, ["fp32"] if args.quick else ["fp32", "fp16"])
+        if not artifacts and checkpoint is not None:
+            artifacts = export_artifacts(checkpoint, scratch, ["fp32"] if args.quick else ["fp32", "fp16"])
         timer = Timer(model, args.device, args.repeats, artifacts, args.threads, args.compile)
         rows = []
         for label, count in buckets:
@@ -105,14 +105,14 @@ def load_model(args):
     if args.backbone:
         model = build_model(args.backbone, HeadConfig(objective="poisson"), seed=0, dtype=dtype)
         description = {"backbone": {"num_parameters": model.info.num_parameters}}
-        source = f"{args.backbone} (random weights)"
+        source, path = f"{args.backbone} (random weights)", None
     else:
         from framestamp.demo import SHIPPED_MODEL
 
         path = args.model or SHIPPED_MODEL
         model, description = load_checkpoint(path, dtype=dtype)
         source = "the shipped omni-tiny-synth" if args.model is None else str(path)
-    return model.to(args.device).eval(), description, source
+    return model.to(args.device).eval(), description, source, path
 
 
 def benchmark_clips(folder: Path, longest: int, manifest: Path | None = None):

@@ -47,3 +47,21 @@ def test_every_method_is_timed_and_frame_methods_agree(setup):
     assert measured["frame_methods_max_difference_ms"] < 1.0  # ONNX Runtime decodes the frames PyTorch decodes
     assert measured["answer_tokens"] > 8  # eight timestamps take more than one token each
     assert all(s["min"] <= s["median"] <= s["max"] for s in measured["seconds"].values())
+
+
+def test_quick_run_on_the_shipped_model_writes_its_report(tmp_path):
+    """What a new user runs first: no --model, so the shipped checkpoint is exported and timed."""
+    import json
+
+    from framestamp.benchmarks.latency import QUICK_BUCKETS
+    from framestamp.cli import main
+
+    assert main(["bench", "latency", "--quick", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["model"] == "the shipped omni-tiny-synth"
+    assert [(row["bucket"], row["batch_size"]) for row in report["rows"]] == [(label, 1) for label, _ in QUICK_BUCKETS]
+    for row in report["rows"]:
+        assert "frame onnxruntime fp32" in row["seconds"]  # exported from the shipped checkpoint on the fly
+        assert row["frame_methods_max_difference_ms"] < 1.0
+    assert (tmp_path / "latency.md").read_text().count("\n| ") == len(QUICK_BUCKETS) + 1  # header + one line per row
+    assert (tmp_path / "latency.png").stat().st_size > 0
