@@ -1,7 +1,8 @@
 """Timestamps as files people open: JSON, SRT and WebVTT subtitles, Praat TextGrid.
 
 A word's interval runs from its start to the next word's start (the model predicts starts only);
-the last word ends ``LAST_WORD_SECONDS`` later, or at the end of the audio.
+the last word ends ``LAST_WORD_SECONDS`` later, or at the end of the audio. Words placed on the same
+frame share one interval.
 """
 
 from __future__ import annotations
@@ -48,9 +49,22 @@ def textgrid_text(tiers: list[tuple[str, list[tuple[str, float, float]]]], durat
 
 
 def intervals(labels, times, duration: float) -> list[tuple[str, float, float]]:
-    """(label, start, end) per time: each interval ends where the next starts."""
-    ends = list(times[1:]) + [min(duration, times[-1] + LAST_WORD_SECONDS)] if len(times) else []
-    return [(label, float(start), float(max(end, start))) for label, start, end in zip(labels, times, ends)]
+    """(label, start, end) per distinct time: each interval ends where the next starts.
+
+    Words the model places on the same frame share one interval, their labels joined by spaces: a
+    subtitle cue or TextGrid interval of zero length is invalid (Praat refuses it, players drop it).
+    """
+    merged: list[tuple[list[str], float]] = []
+    for label, start in zip(labels, times):
+        if merged and float(start) <= merged[-1][1]:
+            merged[-1][0].append(label)
+        else:
+            merged.append(([label], float(start)))
+    if not merged:
+        return []
+    starts = [start for _, start in merged]
+    ends = starts[1:] + [max(min(duration, starts[-1] + LAST_WORD_SECONDS), starts[-1] + 0.001)]
+    return [(" ".join(group), start, end) for (group, start), end in zip(merged, ends)]
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -72,6 +86,5 @@ def render(result, form: str) -> str:
     if form == "vtt":
         return "WEBVTT\n\n" + "".join(f"{_clock(a, '.')} --> {_clock(b, '.')}\n{label}\n\n" for label, a, b in spans)
     if form == "textgrid":
-        # Overlaps cannot be drawn in an IntervalTier: a start equal to the previous one becomes a point interval.
         return textgrid_text([("words" if result.words is not None else result.task, spans)], result.duration)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {form!r}")
