@@ -56,7 +56,13 @@ def test_quick_run_on_the_shipped_model_writes_its_report(tmp_path):
     from framestamp.benchmarks.latency import QUICK_BUCKETS
     from framestamp.cli import main
 
-    assert main(["bench", "latency", "--quick", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "latency", "--quick", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)]) == 0
+    finally:
+        # --threads sets torch's process-wide count; later tests compare in-process training with
+        # subprocesses bit for bit, and a different thread count changes the order of float sums.
+        torch.set_num_threads(threads)
     report = json.loads((tmp_path / "latency.json").read_text())
     assert report["model"] == "the shipped omni-tiny-synth"
     assert [(row["bucket"], row["batch_size"]) for row in report["rows"]] == [(label, 1) for label, _ in QUICK_BUCKETS]
