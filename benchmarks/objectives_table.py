@@ -14,8 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-IN_DISTRIBUTION = [("all-poisson-la2", "Poisson, look-ahead 2"), ("all-poisson-la0", "Poisson, per-frame (paper)"),
-                   ("all-binary-la2", "binary, look-ahead 2"), ("all-tokens-la0", "tokens (JSON text)")]
+# (name in the results, run folder, its evaluation file, label)
+IN_DISTRIBUTION = [("all-poisson-la2", "all-poisson-la2", "eval.json", "Poisson, look-ahead 2"),
+                   ("all-poisson-la0", "all-poisson-la0", "eval.json", "Poisson, per-frame (paper)"),
+                   ("all-binary-la2", "all-binary-la2", "eval.json", "binary, look-ahead 2"),
+                   ("all-tokens-la0", "all-tokens-la0", "eval.json", "tokens (JSON text)"),
+                   ("all-interpolated-la2", "all-interpolated-la2", "eval.json",
+                    "interpolated T + 0.05 P: frame head"),
+                   ("all-interpolated-la2-text", "all-interpolated-la2", "eval-tokens.json",
+                    "interpolated T + 0.05 P: generated text")]
+DEFAULT_STEPS = 1500  # train_objectives.sh's default, used for merged results that did not record theirs
 LENGTH_STUDY = [("ood-poisson", "Poisson"), ("ood-binary", "binary"), ("ood-tokens", "tokens")]
 COMMAND = "bash benchmarks/train_objectives.sh runs/objectives 1500 && python -m framestamp.benchmarks.objectives_table runs/objectives"
 
@@ -32,32 +40,49 @@ def cell(scores: dict | None, task: str) -> list[str]:
             str(s.get("malformed", 0))]
 
 
-def training_steps(run: Path) -> str:
+def training_steps(run: Path) -> int | None:
     model = run / "model" / "framestamp.json"
-    return str(json.loads(model.read_text())["training"].get("steps", "?")) if model.is_file() else "?"
+    return json.loads(model.read_text())["training"].get("steps") if model.is_file() else None
 
 
-def build(runs: Path) -> tuple[dict, str]:
-    results = {"command": COMMAND, "in_distribution": {}, "length_study": {}}
+def build(runs: Path, previous: dict | None = None) -> tuple[dict, str]:
+    """Tables from the runs on disk; with ``previous`` (an earlier objectives.json), runs no longer on
+    disk keep the results recorded there."""
+    previous = previous or {}
+    results = {"command": COMMAND, "in_distribution": {}, "length_study": {}, "steps": {}}
+
+    def scores_of(name: str, run: str, file: str, section: str = "in_distribution"):
+        scores = read(runs / run / file)
+        if scores is None and name in previous.get(section, {}):
+            scores = previous[section][name]
+            results["steps"][name] = previous.get("steps", {}).get(name, DEFAULT_STEPS)
+        elif scores is not None:
+            results["steps"][name] = training_steps(runs / run)
+        return scores
+
     lines = [f"# Objectives at an equal budget, and length generalization (CPU, omni-tiny from scratch)", "",
              f"Reproduce: `{COMMAND}`", "",
              "Same backbone (omni-tiny, random init), data, batch (8), learning rate and steps for every row. "
              "Evaluation on voices never heard in training.", ""]
     header = "| objective | steps | acc@20ms | acc@40ms | acc@100ms | MAD | malformed |\n|---|---|---|---|---|---|---|"
-    tasks = sorted({task for name, _ in IN_DISTRIBUTION for task in (read(runs / name / "eval.json") or {})})
+    for name, run, file, _ in IN_DISTRIBUTION:
+        results["in_distribution"][name] = scores_of(name, run, file)
+    tasks = sorted({task for scores in results["in_distribution"].values() for task in (scores or {})})
     for task in tasks:
         lines += [f"## {task}", "", header]
-        for name, label in IN_DISTRIBUTION:
-            scores = read(runs / name / "eval.json")
-            results["in_distribution"].setdefault(name, scores)
-            lines.append(f"| {label} | {training_steps(runs / name)} | " + " | ".join(cell(scores, task)) + " |")
+        for name, _, _, label in IN_DISTRIBUTION:
+            steps = results["steps"].get(name)
+            lines.append(f"| {label} | {steps or '?'} | " + " | ".join(cell(results["in_distribution"][name], task)) + " |")
         lines.append("")
     lines += ["## Length generalization: train on word clips <= 4 s", "",
               "| objective | task | test <= 4 s acc@40ms | test 4-8 s acc@40ms | test <= 4 s MAD | test 4-8 s MAD | malformed (4-8 s) |",
               "|---|---|---|---|---|---|---|"]
     for name, label in LENGTH_STUDY:
-        short, long = read(runs / name / "eval-short.json"), read(runs / name / "eval-long.json")
-        results["length_study"][name] = {"short": short, "long": long}
+        pair = {"short": read(runs / name / "eval-short.json"), "long": read(runs / name / "eval-long.json")}
+        if pair["short"] is None and pair["long"] is None and name in previous.get("length_study", {}):
+            pair = previous["length_study"][name]
+        short, long = pair["short"], pair["long"]
+        results["length_study"][name] = pair
         for task in ("word", "transcript"):
             a, b = cell(short, task), cell(long, task)
             lines.append(f"| {label} | {task} | {a[1]} | {b[1]} | {a[3]} | {b[3]} | {b[4]} |")
@@ -85,6 +110,16 @@ def verdict(results: dict) -> list[str]:
         better = "Poisson" if means["all-poisson-la2"] >= means["all-binary-la2"] else "binary"
         lines.append(f"- Poisson vs binary: {better} is ahead on the mean "
                      f"({means['all-poisson-la2']:.1%} vs {means['all-binary-la2']:.1%}).")
+    if means.get("all-interpolated-la2") is not None and means.get("all-poisson-la2") is not None:
+        frame, alone = runs["all-interpolated-la2"], runs["all-poisson-la2"]
+        gains = [frame[task]["acc@40ms"] - alone[task]["acc@40ms"] for task in tasks if task in frame and task in alone]
+        holds = "does not hold" if gains and all(gain > 0 for gain in gains) else "holds"
+        text = means.get("all-interpolated-la2-text")
+        lines.append(f"- Interpolating token and Poisson losses (4.6: no consistent gain over Poisson alone): {holds} "
+                     f"here (mean acc@40ms: frame head {means['all-interpolated-la2']:.1%} vs Poisson alone "
+                     f"{means['all-poisson-la2']:.1%}, better on {sum(g > 0 for g in gains)} of {len(gains)} tasks"
+                     + (f"; its generated text {text:.1%} vs tokens alone {means['all-tokens-la0']:.1%}"
+                        if text is not None and means.get("all-tokens-la0") is not None else "") + ").")
     if means.get("all-poisson-la0") is not None and means.get("all-poisson-la2") is not None:
         lines.append(f"- Look-ahead head vs the paper's per-frame head: {means['all-poisson-la2']:.1%} vs "
                      f"{means['all-poisson-la0']:.1%} mean acc@40ms.")
@@ -112,8 +147,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, help="the folder benchmarks/train_objectives.sh wrote")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu"))
+    parser.add_argument("--merge", type=Path, help="an earlier objectives.json: runs no longer on disk keep its results")
     args = parser.parse_args(argv)
-    results, table = build(args.runs)
+    previous = json.loads(args.merge.read_text()) if args.merge else None
+    results, table = build(args.runs, previous)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "objectives.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "objectives.md").write_text(table)
