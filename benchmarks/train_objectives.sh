@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Objectives compared at an equal budget (issue 3): Poisson (look-ahead 2 and per-frame), binary,
 # tokens and interpolated (tokens + Poisson, paper 4.6) on the same backbone, data, steps and batch;
-# then the length study: train on word clips of at most 4 s, test on 4-8 s clips of held-out voices.
+# then the length studies: train on word clips of at most 4 s (8 s), test on 4-8 s (8-12 s) clips of
+# held-out voices.
 #
 #   bash benchmarks/train_objectives.sh [RUNS_DIR] [STEPS]
 #
@@ -35,22 +36,27 @@ for run in poisson:2 poisson:0 binary:2 tokens:0 interpolated:2; do
         && mv "$out/eval-tokens.json.tmp" "$out/eval-tokens.json"; }
 done
 
-# Length generalization: words only, train <= 4 s, test on 4-8 s (and on <= 4 s, in distribution).
-OOD=runs/data-ood
-[ -f "$OOD/train/manifest.jsonl" ] || framestamp synth "$OOD/train" --tasks words --count 3000 --seed 3 \
-    --voices "$TRAIN_VOICES" --min-seconds 1 --max-seconds 4 --workers 2
-[ -f "$OOD/eval/manifest.jsonl" ] || framestamp synth "$OOD/eval" --tasks words --count 300 --seed 4 \
-    --voices "$HELD_OUT" --min-seconds 1 --max-seconds 8 --workers 2
-for objective in poisson binary tokens; do
-    lookahead=2; [ "$objective" = tokens ] && lookahead=0
-    out="$RUNS/ood-$objective"
-    [ -d "$out/model" ] || framestamp train "$out" --train "$OOD/train/manifest.jsonl" \
-        --eval "$OOD/eval/manifest.jsonl" --eval-max-seconds 4 --objective "$objective" \
-        --lookahead "$lookahead" "${COMMON[@]}"
-    for range in "short:--max-seconds 4" "long:--min-seconds 4"; do
-        name=${range%%:*} filter=${range#*:}
-        # shellcheck disable=SC2086
-        [ -f "$out/eval-$name.json" ] || { framestamp evaluate "$out/model" "$OOD/eval/manifest.jsonl" $filter \
-            --limit 800 --json > "$out/eval-$name.json.tmp" && mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"; }
+# Length generalization, words only: train on clips up to LIMIT s, test on LIMIT..2xLIMIT-ish s clips of
+# held-out voices (and on <= LIMIT s, in distribution). Two grids: 4 -> 4-8 s and 8 -> 8-12 s.
+length_study() {
+    local prefix=$1 data=$2 limit=$3 longest=$4 train_seed=$5 eval_seed=$6
+    [ -f "$data/train/manifest.jsonl" ] || framestamp synth "$data/train" --tasks words --count 3000 \
+        --seed "$train_seed" --voices "$TRAIN_VOICES" --min-seconds 1 --max-seconds "$limit" --workers 2
+    [ -f "$data/eval/manifest.jsonl" ] || framestamp synth "$data/eval" --tasks words --count 300 \
+        --seed "$eval_seed" --voices "$HELD_OUT" --min-seconds 1 --max-seconds "$longest" --workers 2
+    for objective in poisson binary tokens; do
+        local lookahead=2; [ "$objective" = tokens ] && lookahead=0
+        local out="$RUNS/$prefix-$objective"
+        [ -d "$out/model" ] || framestamp train "$out" --train "$data/train/manifest.jsonl" \
+            --eval "$data/eval/manifest.jsonl" --eval-max-seconds "$limit" --objective "$objective" \
+            --lookahead "$lookahead" "${COMMON[@]}"
+        for range in "short:--max-seconds $limit" "long:--min-seconds $limit"; do
+            local name=${range%%:*} filter=${range#*:}
+            # shellcheck disable=SC2086
+            [ -f "$out/eval-$name.json" ] || { framestamp evaluate "$out/model" "$data/eval/manifest.jsonl" $filter \
+                --limit 800 --json > "$out/eval-$name.json.tmp" && mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"; }
+        done
     done
-done
+}
+length_study ood runs/data-ood 4 8 3 4
+length_study ood8 runs/data-ood8 8 12 5 6
