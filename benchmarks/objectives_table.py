@@ -38,7 +38,9 @@ def cell(scores: dict | None, task: str) -> list[str]:
     if not scores or task not in scores:
         return ["n/a"] * 5
     s = scores[task]
-    return [f"{s['acc@20ms']:.1%}", f"{s['acc@40ms']:.1%}", f"{s['acc@100ms']:.1%}", f"{s['mad_ms']:.0f} ms",
+    mad = s["mad_ms"]
+    mad_text = f"{mad:.0f} ms" if mad is not None and np.isfinite(mad) else "n/a (no usable answer)"
+    return [f"{s['acc@20ms']:.1%}", f"{s['acc@40ms']:.1%}", f"{s['acc@100ms']:.1%}", mad_text,
             str(s.get("malformed", 0))]
 
 
