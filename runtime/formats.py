@@ -52,7 +52,7 @@ def intervals(labels, times, duration: float) -> list[tuple[str, float, float]]:
     """(label, start, end) per distinct time: each interval ends where the next starts.
 
     Words the model places on the same frame share one interval, their labels joined by spaces: a
-    subtitle cue or TextGrid interval of zero length is invalid (Praat refuses it, players drop it).
+    subtitle cue or TextGrid interval of zero length is dropped or mishandled by players and editors.
     """
     merged: list[tuple[list[str], float]] = []
     for label, start in zip(labels, times):
