@@ -55,10 +55,10 @@ def build(runs: Path, previous: dict | None = None) -> tuple[dict, str]:
     previous = previous or {}
     results = {"command": COMMAND, "in_distribution": {}, "length_study": {}, "steps": {}}
 
-    def scores_of(name: str, run: str, file: str, section: str = "in_distribution"):
+    def scores_of(name: str, run: str, file: str):
         scores = read(runs / run / file)
-        if scores is None and name in previous.get(section, {}):
-            scores = previous[section][name]
+        if scores is None and name in previous.get("in_distribution", {}):
+            scores = previous["in_distribution"][name]
             results["steps"][name] = previous.get("steps", {}).get(name, DEFAULT_STEPS)
         elif scores is not None:
             results["steps"][name] = training_steps(runs / run)

@@ -33,7 +33,7 @@ SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synt
 FILE_RATE = 44_100
 QUESTION = render_prompt("word", {"word": "doctor", "occurrence": 1})
 
-PEAK_MEMORY = """
+LONG_FILE_RUN = """
 import json, resource, sys, time
 from framestamp.runtime.locator import Locator
 locator = Locator(sys.argv[1], threads=int(sys.argv[3]))
@@ -109,7 +109,7 @@ def stages(locator: Locator, files: list[Path], repeats: int) -> dict:
 
 def long_file_run(artifact: Path, path: Path, threads: int) -> dict:
     """One question about a long file in a fresh process: its end-to-end seconds and peak resident bytes."""
-    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(artifact), str(path), str(threads)],
+    done = subprocess.run([sys.executable, "-c", LONG_FILE_RUN, str(artifact), str(path), str(threads)],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -11,6 +11,8 @@ which makes every example's outputs independent of how much padding its batch ad
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -99,17 +101,15 @@ class FrameStampModel(nn.Module):
     def language_model(self) -> nn.Module:
         return self.backbone.model.language_model
 
+    @functools.cached_property
+    def _cache_keyword(self) -> str:
+        # transformers renamed past_key_values to cache during 5.x (the old name is deprecated): an
+        # unrecognized keyword would be swallowed by **kwargs and the step would run without its cache.
+        return "cache" if "cache" in inspect.signature(self.language_model.forward).parameters else "past_key_values"
+
     def next_step_cache(self, output) -> dict:
-        """The decoder's KV cache from ``output``, as the keyword the next decoding step takes.
-
-        transformers renamed ``past_key_values`` to ``cache`` during 5.x (the old name is deprecated): an
-        unrecognized keyword would be swallowed by ``**kwargs`` and the step would run without its cache.
-        """
-        import inspect
-
-        if "cache" in inspect.signature(self.language_model.forward).parameters:
-            return {"cache": output.cache}
-        return {"past_key_values": output.past_key_values}
+        """The decoder's KV cache from ``output``, as the keyword the next decoding step takes."""
+        return {self._cache_keyword: getattr(output, self._cache_keyword)}
 
     # ------------------------------------------------------------------------------ prompts
     def prompt_ids(self, example, num_audio_frames: int, with_answer: bool | None = None):
