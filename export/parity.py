@@ -230,9 +230,8 @@ def check_parity(checkpoint: Path, artifact: Path, manifest: Path, batch_sizes=(
             gathered[name][0].append(actual[valid].ravel())
             gathered[name][1].append(reference[valid].ravel())
         counts = [len(example.times) for example in chunk]
-        to_decode = (lambda s: 1 / (1 + np.exp(-s))) if method == "binary" else (lambda s: s)
-        ours = decode_frames(to_decode(onnx_scores[..., 0].astype(np.float64)), valid, counts, method)
-        theirs = decode_frames(to_decode(expected_scores[..., 0].astype(np.float64)), valid, counts, method)
+        ours = decode_frames(onnx_scores[..., 0].astype(np.float64), valid, counts, method)  # logits for binary
+        theirs = decode_frames(expected_scores[..., 0].astype(np.float64), valid, counts, method)
         differences += [np.abs(a - b) * 1000 for a, b in zip(ours, theirs)]
     stats = {name: ErrorStats.of(np.concatenate(pair[0]), np.concatenate(pair[1])) for name, pair in gathered.items()}
     differences = np.concatenate(differences)

@@ -4,13 +4,16 @@ This package is the floor: it imports nothing from the rest of framestamp and ne
 or transformers.
 """
 
-from framestamp.runtime.decoding import binary_count, binary_top_k, estimate_count, expected_count, posterior_mode
+from framestamp.runtime.decoding import (
+    DECODINGS, binary_count, binary_top_k, decode_events, estimate_count, expected_count, ordered_map, posterior_mode,
+)
 from framestamp.runtime.errors import FramestampError, InputError, ManifestError
 from framestamp.runtime.locator import Locator, Query, Timestamps
 from framestamp.runtime.frames import FRAME_SECONDS, SAMPLE_RATE
 from framestamp.runtime.metrics import interval_iou, interval_scores, timestamp_scores
 
 __all__ = [
-    "FRAME_SECONDS", "SAMPLE_RATE", "FramestampError", "InputError", "ManifestError", "binary_count", "binary_top_k",
-    "estimate_count", "expected_count", "interval_iou", "interval_scores", "posterior_mode", "timestamp_scores",
+    "DECODINGS", "FRAME_SECONDS", "SAMPLE_RATE", "FramestampError", "InputError", "ManifestError", "binary_count",
+    "binary_top_k", "decode_events", "estimate_count", "expected_count", "interval_iou", "interval_scores",
+    "ordered_map", "posterior_mode", "timestamp_scores",
 ]

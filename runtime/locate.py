@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import framestamp
+from framestamp.runtime.decoding import DECODINGS
 from framestamp.runtime.formats import FORMATS
 
 # The shipped model exported to ONNX (fp32): what a torch-free install answers with by default.
@@ -32,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")
     parser.add_argument("--precision", choices=("fp16", "int8"), default="fp16", help="which engines (tensorrt backend)")
+    parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
+                        help="'ordered' (default) puts a transcript's words on distinct frames, jointly; "
+                             "'posterior' is the paper's per-event posterior mode (words may share a frame)")
     parser.add_argument("--format", choices=FORMATS, default="json", help="output format (srt/vtt/textgrid suit --transcript)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="draw the waveform, the intensity curve and the timestamps (needs matplotlib)")
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.locator import Locator
 
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
-                      precision=args.precision)
+                      precision=args.precision, decoding=args.decoding)
     options = {"with_intensity": args.plot is not None}
     if args.word is not None:
         result = locator.word(args.audio, args.word, args.occurrence, **options)

@@ -1,4 +1,4 @@
-"""Timestamps from an exported artifact: one forward pass per batch, posterior-mode decoding in NumPy.
+"""Timestamps from an exported artifact: one forward pass per batch, decoding in NumPy.
 
     from framestamp.runtime import Locator
     locator = Locator("out/fp32")                       # an artifact folder from `framestamp export`
@@ -19,7 +19,7 @@ import numpy as np
 
 from framestamp.runtime.artifact import GraphSessions, TOKENIZER, read_manifest
 from framestamp.runtime.audio import load_audio, to_model_rate
-from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.runtime.decoding import check_decoding, decode_events
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -69,13 +69,17 @@ class Locator:
     ``backend`` is "onnxruntime" (``providers`` as ONNX Runtime names them, CPU by default) or
     "tensorrt" (engines built by ``framestamp build-engine`` in the artifact's engines/ folder).
     ``max_seconds`` / ``max_prompt_tokens`` refuse longer inputs; engines set them from their profile.
+    ``decoding`` is "ordered" (a transcript's words on distinct, separated frames, chosen jointly) or
+    "posterior" (the paper's per-event posterior mode); for one event they agree.
     """
 
     def __init__(self, artifact: str | Path, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
                  threads: int | None = None, precision: str = "fp16", batch_size: int = 8,
-                 max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True):
+                 max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
+                 decoding: str = "ordered"):
         from tokenizers import Tokenizer
 
+        self.decoding = check_decoding(decoding)
         self.folder = Path(artifact)
         self.manifest = read_manifest(self.folder, verify=verify)
         self.backend = backend
@@ -217,10 +221,7 @@ class Locator:
         results = []
         for row, (query, _, _, question, count, seconds) in enumerate(prepared):
             frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
-            if self.objective == "binary":
-                times = binary_top_k(1.0 / (1.0 + np.exp(-frame_scores)), count, self.frame_seconds)
-            else:
-                times = posterior_mode(frame_scores, count, self.frame_seconds)
+            times = decode_events(frame_scores, count, self.objective, self.decoding, self.frame_seconds)
             words = tuple(query.fields["transcript"].split()) if query.task == "transcript" else None
             results.append(Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
                                       duration=seconds, words=words, frame_seconds=self.frame_seconds,

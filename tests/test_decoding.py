@@ -1,16 +1,20 @@
-"""posterior_mode against an independent brute-force maximiser, and the binary decoding."""
+"""posterior_mode and ordered_map against independent brute-force maximisers, and the binary decoding."""
+
+import itertools
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framestamp.runtime import InputError
+from framestamp.runtime import InputError, decoding
 from framestamp.runtime.decoding import (
     binary_count,
     binary_top_k,
+    decode_events,
     estimate_count,
     expected_count,
+    ordered_map,
     posterior_mode,
 )
 
@@ -214,3 +218,158 @@ def test_binary_count_counts_runs_above_threshold():
     probabilities = np.array([0.9, 0.8, 0.1, 0.6, 0.2, 0.7, 0.7, 0.7, 0.1])
     assert binary_count(probabilities) == 3
     assert binary_count(probabilities, threshold=0.85) == 1
+
+
+def brute_force_ordered(log_intensity, count, mask, min_separation):
+    """Every increasing ``count``-tuple of usable frames, at the widest separation <= ``min_separation``
+    that any tuple meets; the first (lexicographic) tuple with the largest sum of log-intensities."""
+    usable = [k for k in range(len(log_intensity)) if mask[k] and log_intensity[k] > -np.inf]
+    for separation in range(min_separation, 0, -1):
+        best, best_frames = -np.inf, None
+        for frames in itertools.combinations(usable, count):
+            if all(later - earlier >= separation for earlier, later in zip(frames, frames[1:])):
+                total = sum(log_intensity[k] for k in frames)
+                if best_frames is None or total > best:
+                    best, best_frames = total, frames
+        if best_frames is not None:
+            return np.array(best_frames), separation
+    raise AssertionError("count exceeds the usable frames: callers check first")
+
+
+def random_ordered_case(rng, max_frames, max_count, whole_numbers):
+    """Whole-number log-intensities tie often, and their sums are exact: the tie rule is checked too."""
+    frames = int(rng.integers(1, max_frames + 1))
+    if whole_numbers:
+        log_intensity = rng.integers(-3, 4, frames).astype(float)
+    else:
+        log_intensity = rng.normal(0, 3, frames)
+    log_intensity[rng.random(frames) < 0.1] = -np.inf  # a zero rate holds no event
+    mask = rng.random(frames) < 0.8
+    return log_intensity, int(rng.integers(1, max_count + 1)), mask, int(rng.integers(1, 4))
+
+
+@pytest.mark.parametrize("chunk", [decoding._CHUNK_ELEMENTS, 1])  # 1: back-pointers in blocks, recomputed
+@pytest.mark.parametrize("whole_numbers", [True, False])
+def test_ordered_map_is_the_brute_force_maximiser(monkeypatch, chunk, whole_numbers):
+    monkeypatch.setattr(decoding, "_CHUNK_ELEMENTS", chunk)
+    rng = np.random.default_rng(11 + whole_numbers)
+    checked = 0
+    for max_frames, max_count in [(9, 4)] * 1500 + [(13, 7)] * 150:
+        log_intensity, count, mask, min_separation = random_ordered_case(rng, max_frames, max_count, whole_numbers)
+        usable = int((mask & (log_intensity > -np.inf)).sum())
+        if not 1 <= count <= usable:
+            continue
+        times = ordered_map(log_intensity, count, FRAME, mask=mask, min_separation=min_separation)
+        chosen = np.round(times / FRAME - 0.5).astype(int)
+        expected, separation = brute_force_ordered(log_intensity, count, mask, min_separation)
+        if whole_numbers:
+            np.testing.assert_array_equal(chosen, expected)
+        else:  # sums in another order: compare the objective, not the frames of a near-tie
+            assert log_intensity[chosen].sum() == pytest.approx(log_intensity[expected].sum(), abs=1e-9)
+        assert mask[chosen].all() and (log_intensity[chosen] > -np.inf).all()
+        assert (np.diff(chosen) >= separation).all()
+        checked += 1
+    assert checked > 1000
+
+
+def test_one_event_is_the_strongest_frame_centre_as_posterior_mode():
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        frames = int(rng.integers(1, 40))
+        log_intensity = rng.integers(-5, 5, frames).astype(float)  # ties: both take the first
+        mask = rng.random(frames) < 0.7
+        mask[rng.integers(0, frames)] = True
+        widths = rng.uniform(0.5, 4, frames)
+        best = np.flatnonzero(mask)[np.argmax(log_intensity[mask])]
+        centre = (widths[:best].sum() + widths[best] / 2) * FRAME
+        found = ordered_map(log_intensity, 1, FRAME, mask=mask, widths=widths)
+        assert found == pytest.approx([centre], abs=1e-12)
+        assert found == pytest.approx(posterior_mode(log_intensity, 1, FRAME, mask=mask, widths=widths), abs=1e-12)
+
+
+def test_ordered_events_keep_their_separation():
+    rng = np.random.default_rng(13)
+    for min_separation in (1, 2, 3, 5):
+        log_intensity = rng.normal(0, 4, 300)
+        log_intensity[[40, 41, 42, 200]] = 30.0  # strong neighbours would pull events together
+        frames = np.round(ordered_map(log_intensity, 40, 1.0, min_separation=min_separation) - 0.5)
+        assert (np.diff(frames) >= min_separation).all()
+
+
+def test_widths_give_segment_centres_and_separation_counts_segments():
+    log_intensity = np.array([0.0, 5.0, 4.0, 0.0, 3.0])
+    widths = np.array([2.0, 1.0, 3.0, 1.0, 4.0])
+    centres = (np.cumsum(widths) - widths / 2) * FRAME
+    # Segments 1 and 2 are adjacent (one index apart) however wide segment 2 is.
+    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=2), centres[[1, 4]])
+    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=1), centres[[1, 2]])
+
+
+def test_separation_is_lowered_to_the_widest_that_fits():
+    # Three events in five frames fit two apart (0, 2, 4) but not three apart.
+    np.testing.assert_allclose(ordered_map(np.zeros(5), 3, FRAME, min_separation=3), np.array([0.5, 2.5, 4.5]) * FRAME)
+    # Only frames 0..2 are usable: three events must be adjacent.
+    mask = np.array([True, True, True, False, False, False])
+    np.testing.assert_allclose(ordered_map(np.zeros(6), 3, FRAME, mask=mask), np.array([0.5, 1.5, 2.5]) * FRAME)
+    # Usable frames 0, 3, 4, 7: separation 3 fits only three; four events need separation 1.
+    log_intensity = np.array([0, -np.inf, -np.inf, 0, 0, -np.inf, -np.inf, 0.0])
+    np.testing.assert_allclose(ordered_map(log_intensity, 4, FRAME, min_separation=3),
+                               np.array([0.5, 3.5, 4.5, 7.5]) * FRAME)
+
+
+def test_ordered_map_refuses_what_it_cannot_do():
+    mask = np.array([True, False, True, False, False])
+    with pytest.raises(InputError, match="only 2 of 5 frames"):
+        ordered_map(np.zeros(5), 3, mask=mask)
+    with pytest.raises(InputError, match="only 1 of 3 frames"):
+        ordered_map(np.array([0.0, -np.inf, -np.inf]), 2)
+    for count in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="count must be an integer"):
+            ordered_map(np.zeros(5), count)
+    for separation in (0, -2, 1.5, True, None):
+        with pytest.raises(InputError, match="min_separation"):
+            ordered_map(np.zeros(5), 2, min_separation=separation)
+    with pytest.raises(InputError, match="masked"):
+        ordered_map(np.zeros(3), 1, mask=np.zeros(3, bool))
+    with pytest.raises(InputError, match="NaN"):
+        ordered_map(np.array([0.0, np.nan]), 1)
+
+
+def test_long_input_many_events_in_blocks(monkeypatch):
+    rng = np.random.default_rng(14)
+    log_intensity = rng.normal(0, 3, 20_000)
+    log_intensity[rng.integers(0, 20_000, 500)] = 12.0
+    times = ordered_map(log_intensity, 300)
+    assert times.shape == (300,) and np.isfinite(times).all()
+    assert (np.diff(times) >= 2 * FRAME - 1e-9).all()  # sorted, distinct, two frames apart
+    # Back-pointers were kept in blocks and recomputed: the same frames as holding all at once.
+    monkeypatch.setattr(decoding, "_CHUNK_ELEMENTS", 10**9)
+    np.testing.assert_array_equal(times, ordered_map(log_intensity, 300))
+
+
+def test_one_dominant_peak_stacks_posterior_modes_but_not_ordered_map():
+    rng = np.random.default_rng(15)
+    log_intensity = rng.normal(-6, 1, 100)
+    peak = int(rng.integers(20, 80))
+    log_intensity[peak] = 8.0  # nearly all of Lambda(T) in one frame
+    count = 5
+    per_event = posterior_mode(log_intensity, count, FRAME)
+    # Every per-event mode falls inside the peak frame (its edges included): the events stack.
+    assert (np.abs(per_event / FRAME - (peak + 0.5)) <= 0.5 + 1e-9).all()
+    joint = ordered_map(log_intensity, count, FRAME)
+    frames = np.round(joint / FRAME - 0.5).astype(int)
+    assert peak in frames and len(set(frames)) == count and (np.diff(frames) >= 2).all()
+
+
+def test_decode_events_picks_the_decoding_per_head():
+    rng = np.random.default_rng(16)
+    scores = rng.normal(0, 3, 50)
+    np.testing.assert_array_equal(decode_events(scores, 4, "poisson"), ordered_map(scores, 4))
+    np.testing.assert_array_equal(decode_events(scores, 4, "interpolated", "posterior"), posterior_mode(scores, 4))
+    np.testing.assert_array_equal(decode_events(scores, 4, "binary"), ordered_map(scores, 4))  # logits
+    np.testing.assert_array_equal(decode_events(scores, 4, "binary", "posterior"),
+                                  binary_top_k(1 / (1 + np.exp(-scores)), 4))
+    with pytest.raises(InputError, match="decoding must be one of ordered, posterior"):
+        decode_events(scores, 4, "poisson", "viterbi")
+    with pytest.raises(InputError, match="objective"):
+        decode_events(scores, 4, "tokens")

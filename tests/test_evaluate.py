@@ -6,7 +6,8 @@ import soundfile
 import torch
 
 from framestamp.data.manifest import Example, write_manifest
-from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.runtime import InputError
+from framestamp.runtime.decoding import binary_top_k, ordered_map, posterior_mode
 from framestamp.training.batches import AudioCache, collate
 from framestamp.training.checkpoint import build_model
 from framestamp.training.evaluate import evaluate, generate_token_ids, predict
@@ -48,19 +49,35 @@ def test_greedy_generation_matches_a_full_forward(clips):
         assert generated == expected[: len(generated)]
 
 
-@pytest.mark.parametrize("objective, decode", [("poisson", posterior_mode), ("binary", binary_top_k)])
-def test_frame_predictions_decode_each_examples_valid_frames(clips, objective, decode):
+@pytest.mark.parametrize("objective, decoding, decode", [
+    ("poisson", None, ordered_map),  # None: the default, ordered
+    ("poisson", "posterior", posterior_mode),
+    ("binary", None, ordered_map),  # on the logits
+    ("binary", "posterior", lambda logits, count: binary_top_k(1 / (1 + np.exp(-logits)), count)),
+])
+def test_frame_predictions_decode_each_examples_valid_frames(clips, objective, decoding, decode):
     folder, examples = clips
     model = build_model("omni-tiny", HeadConfig(objective=objective)).eval()
     batch = collate(examples, AudioCache(folder), model.prompt_ids, model.pad_id)
-    predictions = predict(model, batch, objective)
+    predictions = predict(model, batch, objective) if decoding is None else predict(model, batch, objective, decoding)
     with torch.no_grad():
         for b, example in enumerate(examples):
             alone = collate([example], AudioCache(folder), model.prompt_ids, model.pad_id)
             output = model.run_batch(alone)
             scores = output.scores[0, output.frame_mask[0], 0].double()
-            scores = torch.sigmoid(scores) if objective == "binary" else scores
             np.testing.assert_allclose(predictions[b], decode(scores.numpy(), len(example.times)), atol=1e-6)
+            if decoding is None:  # the transcript's words land on distinct frames
+                assert len(set(np.round(predictions[b] / 0.04 - 0.5))) == len(example.times)
+
+
+def test_evaluate_decodes_frame_heads_in_order_by_default(clips):
+    folder, examples = clips
+    model = build_model("omni-tiny", HeadConfig(objective="poisson"))
+    result = evaluate(model, examples, AudioCache(folder), batch_size=4, progress=False)
+    assert result.decoding == "ordered" and result.as_dict()["decoding"] == "ordered"
+    assert result.table().startswith("method: poisson (ordered decoding)")
+    with pytest.raises(InputError, match="decoding must be one of"):
+        evaluate(model, examples, AudioCache(folder), decoding="joint", progress=False)
 
 
 def test_evaluate_reports_per_task_and_counts_malformed_answers(clips):
@@ -71,4 +88,5 @@ def test_evaluate_reports_per_task_and_counts_malformed_answers(clips):
     assert result.tasks["word"].count == 3 and result.tasks["transcript"].count == 3
     # An untrained model writes no valid JSON: every question is malformed and every time a miss.
     assert result.malformed == {"word": 3, "transcript": 1}
+    assert result.decoding is None  # generated answers are not decoded from frames
     assert result.tasks["word"].missing == 3

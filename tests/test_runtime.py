@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import soundfile
 import framestamp
 from framestamp.cli import main
 from framestamp.data.manifest import Example, read_manifest
-from framestamp.runtime import InputError, Locator, Query
+from framestamp.runtime import InputError, Locator, Query, ordered_map, posterior_mode
 from framestamp.runtime.formats import render
 
 SHIPPED = Path(framestamp.__file__).parent / "models"
@@ -190,6 +191,22 @@ def test_formats_read_back(clips, locator, tmp_path):
     assert len(srt) == len(distinct) and srt[0].splitlines()[2].split()[0] == result.words[0]
     assert render(result, "vtt").startswith("WEBVTT")
     assert json.loads(render(result, "json"))["times"] == [round(t, 3) for t in result.times]
+
+
+def test_transcripts_decode_jointly_unless_asked_for_the_posterior_mode(clips, locator, capsys):
+    folder, examples = clips
+    example = next(e for e in examples if e.task == "transcript" and len(e.times) > 2)
+    query = replace(query_for(example, folder), with_intensity=True)
+    joint = locator.run([query])[0]
+    log_intensity = joint.log_intensity.astype(np.float64)
+    np.testing.assert_allclose(joint.times, ordered_map(log_intensity, len(example.times)), atol=1e-9)
+    assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # distinct, two frames apart
+    per_event = Locator(ARTIFACT, threads=1, decoding="posterior").run([query])[0]
+    np.testing.assert_allclose(per_event.times, posterior_mode(log_intensity, len(example.times)), atol=1e-3)
+    assert main(["locate", query.audio, "--transcript", example.prompt["transcript"], "--decoding", "posterior"]) == 0
+    assert json.loads(capsys.readouterr().out)["times"] == [round(t, 3) for t in per_event.times]
+    with pytest.raises(InputError, match="decoding must be one of ordered, posterior"):
+        Locator(ARTIFACT, decoding="viterbi")
 
 
 def test_words_on_one_frame_share_an_interval():

@@ -1,10 +1,12 @@
 """Timestamps from a trained model, scored against a manifest.
 
-    framestamp evaluate CKPT MANIFEST [--method poisson|binary|tokens] [--json]
+    framestamp evaluate CKPT MANIFEST [--method poisson|binary|tokens] [--decoding ordered|posterior] [--json]
 
 The number of events is known from the question (one, or the transcript's words), as in the
-paper. Frame heads decode with ``posterior_mode`` (Poisson) or top-k frames (binary); the token
-baseline generates its JSON answer greedily with a KV cache and malformed answers count as misses.
+paper. Frame heads decode with ``ordered_map`` by default: a transcript's words on distinct,
+separated frames; ``--decoding posterior`` is the paper's per-event ``posterior_mode`` (Poisson)
+or top-k frames (binary). The token baseline generates its JSON answer greedily with a KV cache and
+malformed answers count as misses.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import binary_top_k, posterior_mode
+from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.metrics import timestamp_scores
@@ -31,10 +33,13 @@ def default_method(objective: str) -> str:
     return {"poisson": "poisson", "binary": "binary", "tokens": "tokens", "interpolated": "poisson"}[objective]
 
 
-def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str) -> list[np.ndarray]:
-    """Per example: ``counts[b]`` times from one channel of frame scores (B, F)."""
-    decode = posterior_mode if method == "poisson" else binary_top_k
-    return [decode(scores[b][frame_mask[b]], int(counts[b]), FRAME_SECONDS) for b in range(len(counts))]
+def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str,
+                  decoding: str = "ordered") -> list[np.ndarray]:
+    """Per example: ``counts[b]`` times from one channel of frame scores (B, F): log-intensities for
+    method "poisson", logits for "binary". ``decoding`` as ``decode_events``: "ordered" keeps a
+    transcript's words on distinct frames; for one event both decodings agree."""
+    return [decode_events(scores[b][frame_mask[b]], int(counts[b]), method, decoding, FRAME_SECONDS)
+            for b in range(len(counts))]
 
 
 def generate_answers(model, batch, max_new_tokens: int = 256) -> list[str]:
@@ -83,7 +88,7 @@ def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int
 
 
 @torch.no_grad()
-def predict(model, batch, method: str) -> list[np.ndarray | None]:
+def predict(model, batch, method: str, decoding: str = "ordered") -> list[np.ndarray | None]:
     """Predicted times per example (None for a malformed generated answer)."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
@@ -92,10 +97,8 @@ def predict(model, batch, method: str) -> list[np.ndarray | None]:
         return [None if (times := parse_answer(text, ex.task)) is None else np.asarray(times)
                 for text, ex in zip(answers, batch.examples)]
     output = model.run_batch(batch)
-    scores = output.scores[..., 0]
-    if method == "binary":
-        scores = torch.sigmoid(scores)
-    return decode_frames(scores.cpu().double().numpy(), output.frame_mask.cpu().numpy(), counts, method)
+    return decode_frames(output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy(), counts,
+                         method, decoding)
 
 
 @dataclass
@@ -103,14 +106,16 @@ class Evaluation:
     method: str
     tasks: dict = field(default_factory=dict)  # task -> TimestampScores
     malformed: dict = field(default_factory=dict)  # task -> answers that could not be parsed
+    decoding: str | None = None  # frame heads only: one of DECODINGS
 
     def as_dict(self) -> dict:
-        return {"method": self.method,
+        return {"method": self.method, "decoding": self.decoding,
                 "tasks": {task: {**scores.as_dict(), "malformed": self.malformed.get(task, 0)}
                           for task, scores in self.tasks.items()}}
 
     def table(self) -> str:
-        lines = [f"method: {self.method}", "task         count  acc@20ms  acc@40ms  acc@100ms     MAD  malformed"]
+        title = f"method: {self.method}" + (f" ({self.decoding} decoding)" if self.decoding else "")
+        lines = [title, "task         count  acc@20ms  acc@40ms  acc@100ms     MAD  malformed"]
         for task, scores in self.tasks.items():
             acc = scores.accuracy
             lines.append(f"{task:<12} {scores.count:5d}  {acc[0.02]:8.1%}  {acc[0.04]:8.1%}  {acc[0.1]:9.1%}  "
@@ -119,8 +124,9 @@ class Evaluation:
 
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
-             device: str | torch.device = "cpu", progress: bool = True) -> Evaluation:
-    """Score ``model`` on ``examples`` (features: an AudioCache) task by task."""
+             device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered") -> Evaluation:
+    """Score ``model`` on ``examples`` (features: an AudioCache) task by task; frame heads decode with
+    ``decoding`` (one of DECODINGS)."""
     from tqdm import tqdm
 
     from framestamp.training.batches import collate
@@ -128,6 +134,7 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     method = method or default_method(model.head_config.objective)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_decoding(decoding)
     if method != "tokens" and not model.head_config.uses_frames:
         raise InputError("this checkpoint has no frame head (objective 'tokens'): evaluate with --method tokens")
     model.eval()
@@ -137,7 +144,7 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
         batch = collate(chunk, features, model.prompt_ids, model.pad_id).to(device)
-        for example, times in zip(chunk, predict(model, batch, method)):
+        for example, times in zip(chunk, predict(model, batch, method, decoding)):
             expected = np.asarray(example.times)
             if times is None or len(times) != len(expected):
                 malformed[example.task] += times is None
@@ -145,7 +152,8 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
             predicted[example.task].extend(np.sort(times))
             reference[example.task].extend(expected)
     tasks = {task: timestamp_scores(predicted[task], reference[task]) for task in sorted(reference)}
-    return Evaluation(method=method, tasks=tasks, malformed=dict(malformed))
+    return Evaluation(method=method, tasks=tasks, malformed=dict(malformed),
+                      decoding=None if method == "tokens" else decoding)
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -153,6 +161,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint folder written by `framestamp train`, or an artifact folder from `framestamp export`")
     parser.add_argument("manifest", type=Path, help="JSONL manifest to score against")
     parser.add_argument("--method", choices=METHODS, help="decoding (default: the checkpoint's objective)")
+    parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
+                        help="frame heads: 'ordered' (default) puts a transcript's words on distinct frames, jointly; "
+                             "'posterior' is the paper's per-event posterior mode (top-k frames for binary)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="score at most N examples, spread evenly over tasks")
     parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
@@ -182,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise InputError(f"{args.manifest}: no examples left after the length filter")
     features = AudioCache(args.manifest.parent, FeatureSettings.from_json(description["features"]))
-    result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json)
+    result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
+                      decoding=args.decoding)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
     return 0
