@@ -124,6 +124,7 @@ class Batch:
     frame_mask: torch.Tensor  # (B, F) bool, True at each example's audio frames
     examples: list[Example]
     event_ends: torch.Tensor | None = None  # (B, N) float64, only when every example has ends
+    frame_labels: torch.Tensor | None = None  # (B, F) long token ids per frame, training aids only (aids.py)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {
@@ -166,12 +167,13 @@ def _fit_to_frames(example: Example, times: Sequence[float], mel_frames: int, nu
 
 
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
-            settings: FeatureSettings = DEFAULT_SETTINGS) -> Batch:
+            settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None) -> Batch:
     """Pad ``examples`` into one Batch.
 
     ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
     num_audio_frames)`` gives the token ids with ``num_audio_frames`` audio placeholders starting
     at the returned index. ``num_audio_frames = audio_frames_for_mel(mel frames)``.
+    ``frame_labels(example, num_audio_frames)``, when given, labels each frame for a training aid.
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
@@ -217,12 +219,20 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         if event_ends is not None:
             event_ends[row, : len(row_times)] = torch.tensor(ends[row], dtype=torch.float64)
 
+    labels = None
+    if frame_labels is not None:
+        from framestamp.training.aids import IGNORE
+
+        labels = torch.full(frame_mask.shape, IGNORE, dtype=torch.long)
+        for row, (example, count) in enumerate(zip(examples, frame_counts)):
+            labels[row, :count] = torch.from_numpy(frame_labels(example, count))
+
     return Batch(
         input_ids=input_ids, attention_mask=attention_mask,
         audio_start=audio_start,
         num_audio_frames=num_audio_frames, mel=mel, mel_lengths=mel_lengths,
         event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
-        examples=list(examples), event_ends=event_ends,
+        examples=list(examples), event_ends=event_ends, frame_labels=labels,
     )
 
 

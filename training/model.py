@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.prompts import AFTER_AUDIO, answer_text, prompt_ids, special_token_id
+from framestamp.training.aids import IGNORE, Aids
 from framestamp.training.backbones import BackboneInfo
 from framestamp.training.losses import frame_targets, poisson_nll, weighted_bce
 
@@ -96,6 +97,7 @@ class FrameStampModel(nn.Module):
         else:
             self._encoder = []
         self.head = FrameHead(info.hidden_size, len(head.channels), head.lookahead)
+        self.aids = Aids()  # training-only losses (aids.py); the trainer sets them, exports ignore them
 
     @property
     def language_model(self) -> nn.Module:
@@ -180,7 +182,8 @@ class FrameStampModel(nn.Module):
     # ------------------------------------------------------------------------------ losses
     def training_loss(self, batch):
         """The objective's loss for one batch and a few numbers to log."""
-        output = self.run_batch(batch)
+        audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
+        output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
         config = self.head_config
         frames = output.scores.shape[1]
         frame_mask = output.frame_mask
@@ -203,7 +206,28 @@ class FrameStampModel(nn.Module):
             tokens = self.token_loss(batch, output.hidden)
             metrics["tokens"] = tokens.item()
             loss = loss + tokens
+        if self.aids.active and batch.frame_labels is not None:
+            identity = self.word_identity_loss(batch, audio, output.hidden)
+            metrics["word_identity"] = identity.item()
+            loss = loss + self.aids.word_identity * identity
         return loss, metrics
+
+    def word_identity_loss(self, batch, audio: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each labelled audio frame against the tied token embeddings (aids.py)."""
+        labels = batch.frame_labels  # (B, longest clip's frames); the encoder may pad further
+        frames = labels.shape[1]
+        if self.aids.word_identity_at == "audio":
+            states = audio[:, :frames]
+        else:
+            index = batch.audio_start[:, None] + torch.arange(frames, device=hidden.device)[None]
+            index = index.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
+            states = torch.gather(hidden, 1, index)
+        labelled = labels != IGNORE
+        if not labelled.any():
+            return states.new_zeros(())
+        # Only labelled frames: silences and padding would cost a (frames x vocabulary) product for nothing.
+        logits = states[labelled].float() @ self.language_model.embed_tokens.weight.float().T
+        return F.cross_entropy(logits, labels[labelled])
 
     def answer_starts(self, batch) -> torch.Tensor:
         """Index of each example's first answer token: after the audio block and the turn change."""

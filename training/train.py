@@ -82,6 +82,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
     model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
     model.add_argument("--count-term", action="store_true", help="also train Lambda(T) to the number of events")
+    aids = parser.add_argument_group("training aids (training-only losses; the exported model is unchanged)")
+    aids.add_argument("--word-identity", type=float, default=0.0, metavar="WEIGHT",
+                      help="weight of a frame-level loss naming the word spoken at each audio frame through the "
+                      "LM's tied token embeddings; labels from the manifest's transcript lines (default 0: off)")
+    aids.add_argument("--word-identity-at", choices=("audio", "decoder"), default="audio",
+                      help="where that loss reads: the encoder's audio embeddings (default) or the decoder's "
+                      "final states at the audio frames")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     from framestamp.data.manifest import balanced_subset, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
+    from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import AudioCache, collate, length_filter
     from framestamp.training.checkpoint import build_model, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
@@ -150,6 +158,14 @@ def run(args: argparse.Namespace) -> int:
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
                       count_term=args.count_term)
     model = build_model(args.backbone, head, seed=args.seed)
+    model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at)
+    frame_labels = None
+    if model.aids.active:
+        spans = clip_word_spans(read_manifest(args.train))
+        if not spans:
+            raise InputError(f"--word-identity needs transcript lines with word ends in {args.train} "
+                             "(framestamp synth and the LibriSpeech loader write them)")
+        frame_labels = WordFrameLabels(spans, model.tokenizer)
     config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
                          max_steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
@@ -158,11 +174,13 @@ def run(args: argparse.Namespace) -> int:
     features = AudioCache(args.train.parent, settings)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     batches = ManifestBatches(train_examples, args.batch_size,
-                              partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id),
+                              partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
+                                      frame_labels=frame_labels),
                               seed=args.seed, rank=rank, world_size=world_size)
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
                 "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict(),
+                "aids": model.aids.to_json(),
                 # What the model was asked about: the runtime refuses an event label it never saw.
                 "tasks": sorted({example.task for example in train_examples}),
                 "event_labels": sorted({example.prompt["event"] for example in train_examples if example.task == "event"})}
