@@ -11,6 +11,7 @@ from framestamp.runtime import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.training.aids import IGNORE, Aids, WordFrameLabels, clip_word_spans
 from framestamp.training.checkpoint import build_model
+from framestamp.training.model import HeadConfig
 from framestamp.training.tokenizer import preset_tokenizer
 from test_model import make_batch
 
@@ -26,18 +27,26 @@ def test_labels_name_each_frame_inside_a_word_by_its_tokens_in_order():
     tokenizer = preset_tokenizer()
     labels = WordFrameLabels(clip_word_spans([transcript_line()]), tokenizer)
     frames = 45
-    got = labels(types.SimpleNamespace(audio="clip.flac"), frames)
+    question = types.SimpleNamespace(audio="clip.flac", task="word", prompt={"word": "Budget", "occurrence": 1})
+    got = labels(question, frames)
     expected = [IGNORE] * frames  # by hand: a frame belongs to the word its centre falls in
+    inside = [0] * frames
     for word, start, end in WORDS:
         ids = tokenizer.encode(word, add_special_tokens=False).ids
         for frame in range(frames):
             centre = (frame + 0.5) * FRAME_SECONDS
             if start <= centre < end:
                 expected[frame] = ids[min(int((centre - start) / ((end - start) / len(ids))), len(ids) - 1)]
-    assert got.tolist() == expected
+                inside[frame] = int(word == "budget")
+    assert got[0].tolist() == expected
+    assert got[1].tolist() == inside and sum(inside) > 0  # the asked word, case-blind
     assert len(tokenizer.encode("budget", add_special_tokens=False).ids) > 1  # the split path is exercised
-    # A clip with no transcript line gets no labels; word questions of a labelled clip share its labels.
-    assert (labels(types.SimpleNamespace(audio="other.flac"), frames) == IGNORE).all()
+    # Transcripts: inside every word; other tasks: unknown; unlabelled clips: nothing.
+    transcript = labels(types.SimpleNamespace(audio="clip.flac", task="transcript", prompt={}), frames)
+    assert ((transcript[1] == 1) == (transcript[0] != IGNORE)).all()
+    speaker = labels(types.SimpleNamespace(audio="clip.flac", task="speaker", prompt={}), frames)
+    assert (speaker[1] == IGNORE).all() and (speaker[0] == got[0]).all()
+    assert (labels(types.SimpleNamespace(audio="other.flac", task="word", prompt={"word": "dog"}), frames) == IGNORE).all()
 
 
 def test_spans_skip_lines_without_ends_or_with_mismatched_words():
@@ -52,6 +61,8 @@ def test_spans_skip_lines_without_ends_or_with_mismatched_words():
 def test_aid_settings_are_checked():
     with pytest.raises(InputError, match="word_identity"):
         Aids(word_identity=-1.0)
+    with pytest.raises(InputError, match="inside"):
+        Aids(inside=-0.5)
     with pytest.raises(InputError, match="audio, decoder"):
         Aids(word_identity=1.0, word_identity_at="head")
 
@@ -66,9 +77,9 @@ def test_word_identity_loss_is_the_tied_embedding_cross_entropy_and_adds_no_weig
     batch = make_batch(model, mel, mel_lengths, [("word", {"word": "dog", "occurrence": 1}, [0.5]),
                                                   ("speaker", {"occurrence": 1}, [0.25])])
     frames = int(batch.num_audio_frames.max())
-    batch.frame_labels = torch.full((2, frames), IGNORE)
-    batch.frame_labels[0, 3:9] = 1234
-    batch.frame_labels[1, 0:2] = 77
+    batch.frame_labels = torch.full((2, 2, frames), IGNORE)
+    batch.frame_labels[0, 0, 3:9] = 1234
+    batch.frame_labels[1, 0, 0:2] = 77
     plain, plain_metrics = model.training_loss(batch)
     model.aids = Aids(word_identity=0.5, word_identity_at=where)
     loss, metrics = model.training_loss(batch)
@@ -90,3 +101,25 @@ def test_word_identity_loss_is_the_tied_embedding_cross_entropy_and_adds_no_weig
     assert loss.item() == pytest.approx(plain.item() + 0.5 * expected.item(), rel=1e-5)
     loss.backward()
     assert model.backbone.model.audio_tower.conv1.weight.grad.abs().sum() > 0
+
+
+def test_inside_loss_is_bce_on_the_inside_channel_at_labelled_frames_only():
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "inside")), seed=0)
+    mel = torch.randn(2, 128, 300)
+    batch = make_batch(model, mel, torch.tensor([300, 200]), [("word", {"word": "dog", "occurrence": 1}, [0.5]),
+                                                               ("speaker", {"occurrence": 1}, [0.25])])
+    frames = int(batch.num_audio_frames.max())
+    batch.frame_labels = torch.full((2, 2, frames), IGNORE)
+    batch.frame_labels[0, 1, :20] = 0
+    batch.frame_labels[0, 1, 5:9] = 1
+    model.aids = Aids(inside=2.0)
+    loss, metrics = model.training_loss(batch)
+    with torch.no_grad():
+        scores = model.run_batch(batch).scores[0, :20, 1]
+        expected = F.binary_cross_entropy_with_logits(scores, ((torch.arange(20) >= 5) & (torch.arange(20) < 9)).float()).item()
+    assert metrics["inside"] == pytest.approx(expected, rel=1e-5)
+    plain = build_model("omni-tiny", HeadConfig(lookahead=1), seed=0)
+    plain.aids = Aids(inside=1.0)
+    with pytest.raises(InputError, match="inside"):
+        plain.training_loss(batch)

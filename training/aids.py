@@ -35,16 +35,17 @@ WHERE = ("audio", "decoder")
 class Aids:
     word_identity: float = 0.0  # weight of the frame-level word-identity loss (0: off)
     word_identity_at: str = "audio"  # audio: the encoder's embeddings; decoder: final states at audio frames
+    inside: float = 0.0  # weight of the BCE on the head's "inside" channel (needs that channel)
 
     def __post_init__(self):
-        if self.word_identity < 0:
-            raise InputError(f"word_identity weight must be >= 0, got {self.word_identity}")
+        if self.word_identity < 0 or self.inside < 0:
+            raise InputError(f"aid weights must be >= 0, got word_identity={self.word_identity}, inside={self.inside}")
         if self.word_identity_at not in WHERE:
             raise InputError(f"word_identity_at must be one of {', '.join(WHERE)}, got {self.word_identity_at!r}")
 
     @property
     def active(self) -> bool:
-        return self.word_identity > 0
+        return self.word_identity > 0 or self.inside > 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -63,10 +64,13 @@ def clip_word_spans(examples: Iterable) -> dict[str, tuple[tuple[str, float, flo
 
 
 class WordFrameLabels:
-    """Per audio frame, the token id of the word being spoken there (IGNORE outside words).
+    """Per audio frame: the token id of the word being spoken there (IGNORE outside words), and
+    whether the frame lies inside what the question asks about (1/0; IGNORE where unknown).
 
     A word of several tokens is split evenly in time among its tokens, in order. Tokens are those
-    of the word as the word question spells it (no leading space).
+    of the word as the word question spells it (no leading space). "Inside" is every occurrence
+    of the asked word (not only the k-th: identity without counting), every word for a
+    transcript, and unknown for other tasks.
     """
 
     def __init__(self, spans: dict, tokenizer):
@@ -80,16 +84,23 @@ class WordFrameLabels:
         return self._tokens[word]
 
     def __call__(self, example, num_frames: int) -> np.ndarray:
-        labels = np.full(num_frames, IGNORE, dtype=np.int64)
+        """(2, num_frames) int64: row 0 token ids, row 1 the inside target."""
+        labels = np.full((2, num_frames), IGNORE, dtype=np.int64)
+        spans = self.spans.get(example.audio, ())
+        if spans and example.task in ("word", "transcript"):
+            labels[1] = 0
+        asked = example.prompt.get("word", "").lower() if example.task == "word" else None
         centres = (np.arange(num_frames) + 0.5) * FRAME_SECONDS
-        for word, start, end in self.spans.get(example.audio, ()):
+        for word, start, end in spans:
             tokens = self.tokens(word)
             if not tokens or end <= start:
                 continue
             piece = (end - start) / len(tokens)
             inside = (centres >= start) & (centres < end)
             which = np.minimum(((centres[inside] - start) / piece).astype(np.int64), len(tokens) - 1)
-            labels[inside] = np.asarray(tokens, dtype=np.int64)[which]
+            labels[0, inside] = np.asarray(tokens, dtype=np.int64)[which]
+            if example.task == "transcript" or (asked is not None and word.lower() == asked):
+                labels[1, inside] = 1
         return labels
 
     def covers(self, example) -> bool:

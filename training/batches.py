@@ -124,7 +124,7 @@ class Batch:
     frame_mask: torch.Tensor  # (B, F) bool, True at each example's audio frames
     examples: list[Example]
     event_ends: torch.Tensor | None = None  # (B, N) float64, only when every example has ends
-    frame_labels: torch.Tensor | None = None  # (B, F) long token ids per frame, training aids only (aids.py)
+    frame_labels: torch.Tensor | None = None  # (B, kinds, F) long per-frame labels, training aids only (aids.py)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {
@@ -223,9 +223,12 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     if frame_labels is not None:
         from framestamp.training.aids import IGNORE
 
-        labels = torch.full(frame_mask.shape, IGNORE, dtype=torch.long)
+        labels = None
         for row, (example, count) in enumerate(zip(examples, frame_counts)):
-            labels[row, :count] = torch.from_numpy(frame_labels(example, count))
+            row_labels = torch.from_numpy(frame_labels(example, count))  # (kinds, frames)
+            if labels is None:
+                labels = torch.full((batch_size, len(row_labels), frame_mask.shape[1]), IGNORE, dtype=torch.long)
+            labels[row, :, :count] = row_labels
 
     return Batch(
         input_ids=input_ids, attention_mask=attention_mask,

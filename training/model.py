@@ -206,15 +206,30 @@ class FrameStampModel(nn.Module):
             tokens = self.token_loss(batch, output.hidden)
             metrics["tokens"] = tokens.item()
             loss = loss + tokens
-        if self.aids.active and batch.frame_labels is not None:
+        if self.aids.word_identity > 0 and batch.frame_labels is not None:
             identity = self.word_identity_loss(batch, audio, output.hidden)
             metrics["word_identity"] = identity.item()
             loss = loss + self.aids.word_identity * identity
+        if self.aids.inside > 0 and batch.frame_labels is not None:
+            inside = self.inside_loss(batch, output)
+            metrics["inside"] = inside.item()
+            loss = loss + self.aids.inside * inside
         return loss, metrics
+
+    def inside_loss(self, batch, output: FrameOutput) -> torch.Tensor:
+        """BCE of the head's "inside" channel: is this frame inside the asked word (any occurrence)?"""
+        if "inside" not in self.head_config.channels:
+            raise InputError("the inside aid needs a head with an 'inside' channel (--channels onset,inside)")
+        targets = batch.frame_labels[:, 1]
+        logits = output.scores[:, : targets.shape[1], self.head_config.channels.index("inside")]
+        labelled = targets != IGNORE
+        if not labelled.any():
+            return logits.new_zeros(())
+        return F.binary_cross_entropy_with_logits(logits[labelled], targets[labelled].float())
 
     def word_identity_loss(self, batch, audio: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each labelled audio frame against the tied token embeddings (aids.py)."""
-        labels = batch.frame_labels  # (B, longest clip's frames); the encoder may pad further
+        labels = batch.frame_labels[:, 0]  # (B, longest clip's frames); the encoder may pad further
         frames = labels.shape[1]
         if self.aids.word_identity_at == "audio":
             states = audio[:, :frames]

@@ -86,6 +86,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     aids.add_argument("--word-identity", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of a frame-level loss naming the word spoken at each audio frame through the "
                       "LM's tied token embeddings; labels from the manifest's transcript lines (default 0: off)")
+    model.add_argument("--channels", default="onset", help="head channels, comma-separated: onset (the timestamp "
+                       "channel, always first) and optionally inside (frames inside the asked word; see --inside)")
+    aids.add_argument("--inside", type=float, default=0.0, metavar="WEIGHT",
+                      help="weight of a per-frame BCE on the head's inside channel: every frame of every occurrence "
+                      "of the asked word is positive, other words' frames negative (needs --channels onset,inside)")
     aids.add_argument("--word-identity-at", choices=("audio", "decoder"), default="audio",
                       help="where that loss reads: the encoder's audio embeddings (default) or the decoder's "
                       "final states at the audio frames")
@@ -155,15 +160,20 @@ def run(args: argparse.Namespace) -> int:
         eval_examples = length_filter(read_manifest(args.eval), args.eval_min_seconds, args.eval_max_seconds)
         eval_examples = balanced_subset(eval_examples, args.eval_limit)
 
+    channels = tuple(name.strip() for name in args.channels.split(","))
+    if channels[0] != "onset" or not set(channels) <= {"onset", "inside"} or len(set(channels)) != len(channels):
+        raise InputError(f"--channels must be onset or onset,inside; got {args.channels!r}")
+    if args.inside and "inside" not in channels:
+        raise InputError("--inside needs the inside channel: add --channels onset,inside")
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
-                      count_term=args.count_term)
+                      count_term=args.count_term, channels=channels)
     model = build_model(args.backbone, head, seed=args.seed)
-    model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at)
+    model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside)
     frame_labels = None
     if model.aids.active:
         spans = clip_word_spans(read_manifest(args.train))
         if not spans:
-            raise InputError(f"--word-identity needs transcript lines with word ends in {args.train} "
+            raise InputError(f"--word-identity and --inside need transcript lines with word ends in {args.train} "
                              "(framestamp synth and the LibriSpeech loader write them)")
         frame_labels = WordFrameLabels(spans, model.tokenizer)
     config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
