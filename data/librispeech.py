@@ -33,6 +33,7 @@ from framestamp.data.manifest import Example
 from framestamp.runtime.formats import textgrid_text
 from framestamp.runtime.errors import InputError, ManifestError
 from framestamp.runtime.files import atomic_path
+from framestamp.runtime.prompts import normalize_word
 
 # Word labels that mean "no word here" (MFA 2+ writes "", MFA 1.x sil/sp) and "a word the aligner
 # did not know": its span is aligned as a whole but its boundaries cannot be trusted.
@@ -375,9 +376,9 @@ def _overlaps(word: AlignedWord, spans: list[tuple[float, float]]) -> bool:
 def _utterance_questions(uttid: str, transcript: list[str], transcript_at: str, audio: Path, alignment_path: Path,
                          aligned: list[AlignedWord], unreliable: list[tuple[float, float]],
                          seed: int, max_questions: int | None) -> list[Example]:
-    expected = [word.lower() for word in transcript]
+    expected = [normalize_word(word) for word in transcript]  # the spelling the runtime asks with, too
     for index, (word, said) in enumerate(zip(aligned, expected), start=1):
-        if word.word.lower() != said and word.word.lower() not in UNKNOWN_LABELS:
+        if normalize_word(word.word) != said and word.word.lower() not in UNKNOWN_LABELS:
             raise ManifestError(alignment_path, word.line, f"{uttid}: aligned word {index} is {word.word!r} but the transcript "
                                                            f"({transcript_at}) has {said!r}; re-align with this transcript")
     if len(aligned) != len(expected):

@@ -23,7 +23,8 @@ from framestamp.runtime.decoding import check_decoding, decode_events
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
-from framestamp.runtime.prompts import PAD_TOKEN, ordinal, pad_prompts, prompt_ids, render_prompt, special_token_id
+from framestamp.runtime.prompts import (PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
+                                        prompt_ids, render_prompt, special_token_id)
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
 
@@ -112,13 +113,19 @@ class Locator:
 
     # ------------------------------------------------------------------------------ questions
     def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:
-        """When the ``occurrence``-th ``word`` starts. With ``transcript``, checks it occurs that often."""
+        """When the ``occurrence``-th ``word`` starts. With ``transcript``, checks it occurs that often.
+
+        Words are compared and asked about as training spelled them (``normalize_word``): "Dog," is "dog".
+        """
         if transcript is not None:
-            found = [w for w in transcript.lower().split() if w.strip(".,;:!?\"'") == word.lower()]
+            asked = _one_word(word)
+            if not isinstance(transcript, str):
+                raise InputError(f"transcript must be a string, got {type(transcript).__name__}")
+            found = [said for _, said in normalize_transcript(transcript) if said == asked]
             if not found:
-                raise InputError(f"the word {word!r} is not in the transcript; ask about one of its words")
-            if occurrence > len(found):
-                raise InputError(f"{word!r} occurs {len(found)} time(s) in the transcript; "
+                raise InputError(f"the word {asked!r} is not in the transcript; ask about one of its words")
+            if isinstance(occurrence, int) and occurrence > len(found):
+                raise InputError(f"{asked!r} occurs {len(found)} time(s) in the transcript; "
                                  f"cannot ask for the {ordinal(occurrence)}")
         return self.run([Query(audio, "word", {"word": word, "occurrence": occurrence}, **options)])[0]
 
@@ -131,9 +138,8 @@ class Locator:
         return self.run([Query(audio, "event", {"event": label, "occurrence": occurrence}, **options)])[0]
 
     def transcript(self, audio, text: str, **options) -> Timestamps:
-        """The start of every word of ``text`` (whitespace-separated) in the clip."""
-        words = text.split()
-        return self.run([Query(audio, "transcript", {"transcript": " ".join(words)}, count=len(words), **options)])[0]
+        """The start of every word of ``text`` (whitespace-separated; punctuation-only tokens are not words)."""
+        return self.run([Query(audio, "transcript", {"transcript": text}, **options)])[0]
 
     def ask(self, audio, question: str, count: int = 1, **options) -> Timestamps:
         """A question of your own wording and how many times it should return."""
@@ -152,7 +158,7 @@ class Locator:
         return results
 
     def _prepare(self, query: Query):
-        question, count = self._question(query)
+        question, count, words = self._question(query)
         samples = self._samples(query)
         mel = log_mel(samples, self.settings, source=self._name(query))
         frames = audio_frames_for_mel(mel.shape[1])
@@ -165,21 +171,51 @@ class Locator:
         if count > frames:
             raise InputError(f"asked for {count} times in {frames} frames of audio: a clip of "
                              f"{len(samples) / self.settings.sample_rate:.2f} s holds at most one time per 40 ms frame")
-        return query, mel, ids, question, count, len(samples) / self.settings.sample_rate
+        return query, mel, ids, question, count, len(samples) / self.settings.sample_rate, words
 
-    def _question(self, query: Query) -> tuple[str, int]:
+    def _question(self, query: Query) -> tuple[str, int, tuple[str, ...] | None]:
+        """The question text as training wrote it, how many times it asks for, and a transcript's words."""
         if query.task == "raw":
             if not isinstance(query.question, str) or not query.question.strip():
                 raise InputError("a raw question needs its text")
-            question = query.question
+            check_free_text("question", query.question)
+            question, words = query.question, None
         else:
-            question = render_prompt(query.task, query.fields)
-        if query.task == "event" and self.event_labels and query.fields["event"] not in self.event_labels:
-            raise InputError(f"this model was not trained on the event {query.fields['event']!r}; it knows: "
-                             + ", ".join(self.event_labels))
-        if not isinstance(query.count, (int, np.integer)) or query.count < 1:
+            fields, words = self._training_fields(query)
+            question = render_prompt(query.task, fields)
+        if isinstance(query.count, bool) or not isinstance(query.count, (int, np.integer)) or query.count < 1:
             raise InputError(f"count must be an integer >= 1, got {query.count!r}")
-        return question, int(query.count)
+        count = int(query.count)
+        if words is not None:
+            if count not in (1, len(words)):
+                raise InputError(f"a transcript of {len(words)} words returns {len(words)} times; count {count} "
+                                 "does not fit (leave it out)")
+            count = len(words)
+        return question, count, words
+
+    def _training_fields(self, query: Query) -> tuple[dict, tuple[str, ...] | None]:
+        """The query's prompt fields spelled as in training, and for a transcript the words as the caller wrote them."""
+        if not isinstance(query.fields, dict):
+            raise InputError(f"Query.fields must be a dict of the task's prompt fields, got {type(query.fields).__name__}")
+        fields, words = dict(query.fields), None
+        if query.task == "word" and isinstance(fields.get("word"), str):
+            fields["word"] = _one_word(fields["word"])
+        elif query.task == "transcript" and isinstance(fields.get("transcript"), str):
+            check_free_text("transcript", fields["transcript"])
+            pairs = normalize_transcript(fields["transcript"])
+            if not pairs:
+                raise InputError(f"the transcript {fields['transcript']!r} holds no words")
+            words = tuple(written for written, _ in pairs)
+            fields["transcript"] = " ".join(said for _, said in pairs)
+        elif query.task == "event" and self.event_labels and isinstance(fields.get("event"), str):
+            label = fields["event"].strip()
+            known = {name.lower(): name for name in self.event_labels}
+            if label.lower() not in known:
+                check_free_text("event", label)
+                raise InputError(f"this model was not trained on the event {label!r}; it knows: "
+                                 + ", ".join(self.event_labels))
+            fields["event"] = known[label.lower()]  # labels are names: "dog" asks about "Dog"
+        return fields, words
 
     def _samples(self, query: Query) -> np.ndarray:
         name = self._name(query)
@@ -219,11 +255,24 @@ class Locator:
         audio, frame_counts = self.graphs.encode(batch, mel_lengths)
         scores = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)[..., 0]
         results = []
-        for row, (query, _, _, question, count, seconds) in enumerate(prepared):
+        for row, (query, _, _, question, count, seconds, words) in enumerate(prepared):
             frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
             times = decode_events(frame_scores, count, self.objective, self.decoding, self.frame_seconds)
-            words = tuple(query.fields["transcript"].split()) if query.task == "transcript" else None
             results.append(Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
                                       duration=seconds, words=words, frame_seconds=self.frame_seconds,
                                       log_intensity=frame_scores.astype(np.float32) if query.with_intensity else None))
         return results
+
+
+def _one_word(word) -> str:
+    """``word`` spelled as training spelled it; refuses several words, or none."""
+    if not isinstance(word, str):
+        raise InputError(f"the word must be a string, got {type(word).__name__}")
+    check_free_text("word", word)
+    spelled = normalize_word(word)
+    if not spelled:
+        raise InputError(f"{word!r} holds no word (punctuation only); ask about one word")
+    if len(spelled.split()) > 1:
+        raise InputError(f"{word!r} is {len(spelled.split())} words; ask about one word (its --occurrence), "
+                         "or give them all as a transcript")
+    return spelled

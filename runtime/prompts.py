@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 
 import numpy as np
 
@@ -36,10 +37,57 @@ def ordinal(k: int) -> str:
     return f"{k}{suffix}"
 
 
+# ----------------------------------------------------------------------------- words as training saw them
+# Training asks about words as the corpora spell them after the loaders lower-case them: LibriSpeech
+# transcripts (letters and apostrophes, upper case) and the synthetic vocabulary (lower-case letters).
+# No punctuation, no capitals: `normalize_word` maps a user's word onto that spelling.
+APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+CONTROL_TOKEN = re.compile(r"<\|.*?\|>", flags=re.DOTALL)
+
+
+def _is_punctuation(character: str) -> bool:
+    return unicodedata.category(character).startswith("P") and character != "'"
+
+
+def normalize_word(word: str) -> str:
+    """One word spelled as training spelled it: lower case, typographic apostrophes made straight,
+    punctuation stripped from both ends ("Dog," -> "dog", "'Tis" -> "'tis", "brothers'" -> "brothers'").
+
+    Apostrophes inside or at one end stay (LibriSpeech keeps them); a word wrapped in a pair of them
+    ("'dog'") is a quotation and loses both. Returns "" for a token of punctuation only ("--").
+    """
+    word = unicodedata.normalize("NFC", word).translate(APOSTROPHES).lower()
+    start, end = 0, len(word)
+    while start < end and (_is_punctuation(word[start]) or word[start].isspace()):
+        start += 1
+    while end > start and (_is_punctuation(word[end - 1]) or word[end - 1].isspace()):
+        end -= 1
+    word = word[start:end]
+    if len(word) >= 2 and word[0] == word[-1] == "'":
+        word = normalize_word(word[1:-1])
+    return word
+
+
+def normalize_transcript(text: str) -> list[tuple[str, str]]:
+    """``(as written, normalized)`` for each whitespace-separated word of ``text`` that holds a word;
+    tokens of punctuation only ("-", "...") are not words and are left out."""
+    return [(token, normalize_word(token)) for token in text.split() if normalize_word(token)]
+
+
+def check_free_text(name: str, text: str) -> None:
+    """Refuse text that would smuggle chat or audio control tokens (``<|im_end|>``, ``<|AUDIO|>``) into the prompt."""
+    found = CONTROL_TOKEN.search(text)
+    if found:
+        raise InputError(f"prompt field {name!r} contains the control token {found.group(0)!r}; "
+                         "questions may not contain <|...|> markers: remove it")
+
+
 def check_prompt_fields(task: str, fields: dict) -> None:
     """Raise InputError unless ``fields`` has what ``task``'s template needs, with sane values."""
     if task not in TEMPLATES:
         raise InputError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if not isinstance(fields, dict):
+        raise InputError(f"prompt fields must be a dict of the task's template fields, got {type(fields).__name__}")
     missing = [name for name in TEMPLATES[task][1] if name not in fields]
     if missing:
         raise InputError(f"task {task!r} needs prompt field(s) {', '.join(missing)}")
@@ -50,6 +98,8 @@ def check_prompt_fields(task: str, fields: dict) -> None:
     for name in TEMPLATES[task][1]:
         if name != "occurrence" and (not isinstance(fields[name], str) or not fields[name].strip()):
             raise InputError(f"prompt field {name!r} must be a non-empty string, got {fields[name]!r}")
+        if name != "occurrence":
+            check_free_text(name, fields[name])
 
 
 def render_prompt(task: str, fields: dict) -> str:
