@@ -85,6 +85,7 @@ def posterior_mode(log_intensity, count: int, frame_seconds: float = FRAME_SECON
     best segment; its centre is returned.
     """
     n = _event_count(count)
+    check_frame_seconds(frame_seconds)
     log_intensity, valid, widths, left_edges, log_mass = _log_masses(log_intensity, mask, widths)
 
     segments = np.flatnonzero(valid)
@@ -191,6 +192,7 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
     For n = 1 this is the centre of the strongest segment, as ``posterior_mode`` gives.
     """
     count = _event_count(count)
+    check_frame_seconds(frame_seconds)
     if isinstance(min_separation, bool) or not isinstance(min_separation, (int, np.integer)) or min_separation < 1:
         raise InputError(f"min_separation must be an integer >= 1 (frames between events), got {min_separation!r}")
     log_intensity, valid, widths, left_edges, _ = _log_masses(log_intensity, mask, widths)
@@ -294,6 +296,7 @@ def binary_top_k(probabilities, count: int, frame_seconds: float = FRAME_SECONDS
     """
     scores, valid, widths, left_edges = _segments(probabilities, mask, widths, "probabilities")
     count = _event_count(count)
+    check_frame_seconds(frame_seconds)
     if count > valid.sum():
         raise InputError(f"asked for {count} events but only {int(valid.sum())} unmasked frames exist")
     scores = np.where(valid, scores, -np.inf)
@@ -306,6 +309,90 @@ def binary_count(probabilities, threshold: float = 0.5, mask=None) -> int:
     scores, valid, _, _ = _segments(probabilities, mask, None, "probabilities")
     above = valid & (scores >= threshold)
     return int(above[0]) + int(np.count_nonzero(above[1:] & ~above[:-1]))
+
+
+# ------------------------------------------------------------------------------------- confidence
+CONFIDENCE_SECONDS = 0.04  # a time is right when within 40 ms (acc@40ms): confidence is the mass there
+
+
+def ordered_event_mass(log_intensity, times, radius: float = 1.0, mask=None):
+    """Posterior probability that the i-th of n ordered IHP events lies within ``radius`` frames of ``times[i]``.
+
+    Given n events the i-th has the density of eq. 8, p_i(t) ~ F(t)^(i-1) (1 - F(t))^(n-i) f(t) with
+    F = Lambda(t) / Lambda(T): the i-th order statistic of n draws from the normalized intensity, so
+    P(t_i <= x) = P(Binomial(n, F(x)) >= i). F is exact on the frame grid (linear inside a frame), so the
+    mass of a window is two binomial tails, summed in log space. For n = 1 it is the normalized
+    intensity's (softmax over frames) mass in the window. The overall scale of the intensity cancels:
+    heads trained without the count term give meaningful confidences too.
+
+    Args:
+        log_intensity: (frames,) log-rate per frame (width 1 each).
+        times: (n,) sorted event times in frames (a time t lies in frame floor(t)).
+        radius: half-width of the window in frames.
+        mask: optional (frames,) bool, False for padding.
+
+    Returns: (n,) float64 probabilities in [0, 1].
+    """
+    _, valid, _, _, log_mass = _log_masses(log_intensity, mask, None)
+    times = np.asarray(times, dtype=np.float64)
+    n = times.size
+    frames = log_mass.size
+    log_prefix = np.logaddexp.accumulate(log_mass)  # mass of frames [0, k]
+    log_before = np.concatenate(([-np.inf], log_prefix[:-1]))
+    log_after = np.concatenate((np.logaddexp.accumulate(log_mass[::-1])[::-1][1:], [-np.inf]))  # frames (k, end)
+    log_total = log_prefix[-1]
+
+    def log_cdf_parts(x):  # log F(x), log (1 - F(x)) at positions x (frames), each from its nearer end
+        x = np.clip(x, 0.0, frames)
+        k = np.minimum(np.floor(x).astype(np.int64), frames - 1)
+        with np.errstate(divide="ignore"):
+            inside, rest = np.log(x - k), np.log(k + 1 - x)
+        below = np.logaddexp(log_before[k], log_mass[k] + inside)
+        above = np.logaddexp(log_after[k], log_mass[k] + rest)
+        return below - log_total, above - log_total
+
+    edges = np.stack((times - radius, times + radius), axis=1)  # (n, 2)
+    log_f, log_rest = log_cdf_parts(edges)
+    j = np.arange(n + 1, dtype=np.float64)
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1)))))
+    log_choose = log_factorial[n] - log_factorial - log_factorial[::-1]
+    order = np.arange(1, n + 1)
+    mass = np.empty(n)
+    rows = max(1, _CHUNK_ELEMENTS // (2 * (n + 1)))
+    for start in range(0, n, rows):
+        chunk = slice(start, min(n, start + rows))
+        with np.errstate(invalid="ignore"):  # 0 * log 0 = 0: F = 0 or 1 at the clip's ends
+            terms = (log_choose + np.where(j > 0, j * log_f[chunk, :, None], 0.0)
+                     + np.where(j < n, (n - j) * log_rest[chunk, :, None], 0.0))
+        terms = np.where(j >= order[chunk, None, None], terms, -np.inf)  # P(Binomial >= i): events 1..i by x
+        cdf = np.exp(np.logaddexp.reduce(terms, axis=2))  # (rows, 2): P(t_i <= edge)
+        mass[chunk] = cdf[:, 1] - cdf[:, 0]
+    return np.clip(mass, 0.0, 1.0)
+
+
+def event_confidence(scores, times, objective: str, frame_seconds: float = FRAME_SECONDS,
+                     radius_seconds: float = CONFIDENCE_SECONDS, mask=None) -> np.ndarray:
+    """How sure the head is of each decoded time, in [0, 1], from one example's scores (frames,).
+
+    Log-intensity heads: the posterior mass of the event within ``radius_seconds`` of its time
+    (``ordered_event_mass``: for a transcript, word i's marginal among n ordered events). Binary heads:
+    the sigmoid of the frame holding the time, the head's own probability of an event there.
+    """
+    check_frame_seconds(frame_seconds)
+    frame_times = np.asarray(times, dtype=np.float64) / frame_seconds
+    if objective == "binary":
+        logits, _, _, _ = _segments(scores, mask, None, "logits")
+        frame = np.clip(np.floor(frame_times).astype(np.int64), 0, logits.size - 1)
+        return 1.0 / (1.0 + np.exp(-logits[frame]))
+    return ordered_event_mass(scores, frame_times, radius_seconds / frame_seconds, mask)
+
+
+def check_frame_seconds(frame_seconds) -> float:
+    """``frame_seconds`` if it is a positive, finite number; an InputError otherwise."""
+    if (isinstance(frame_seconds, bool) or not isinstance(frame_seconds, (int, float, np.floating, np.integer))
+            or not math.isfinite(frame_seconds) or frame_seconds <= 0):
+        raise InputError(f"frame_seconds must be a positive number of seconds per frame, got {frame_seconds!r}")
+    return float(frame_seconds)
 
 
 def check_decoding(decoding: str) -> str:

@@ -37,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="'ordered' (default) puts a transcript's words on distinct frames, jointly; "
                              "'posterior' is the paper's per-event posterior mode (words may share a frame)")
     parser.add_argument("--format", choices=FORMATS, default="json", help="output format (srt/vtt/textgrid suit --transcript)")
+    parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                        help="drop times whose confidence (the model's probability of being within 40 ms) is below P, "
+                             "and say how many on stderr (default 0: keep all)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="draw the waveform, the intensity curve and the timestamps (needs matplotlib)")
 
@@ -56,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         result = locator.event(args.audio, args.event, args.occurrence, **options)
     else:
         result = locator.transcript(args.audio, args.transcript, **options)
+    if args.min_confidence > 0:
+        kept = result.confident(args.min_confidence)
+        if len(kept.times) < len(result.times):
+            print(f"framestamp locate: dropped {len(result.times) - len(kept.times)} of {len(result.times)} time(s) "
+                  f"with confidence below {args.min_confidence:g}", file=sys.stderr)
+        result = kept
     if args.plot is not None:
         plot(args.audio, result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

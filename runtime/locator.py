@@ -11,7 +11,7 @@ A Locator is safe to share between threads: sessions are thread-safe and nothing
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from framestamp.runtime.artifact import GraphSessions, TOKENIZER, read_manifest
 from framestamp.runtime.audio import load_audio, to_model_rate
-from framestamp.runtime.decoding import check_decoding, decode_events
+from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -44,7 +44,13 @@ class Query:
 
 @dataclass(frozen=True)
 class Timestamps:
-    """What a question returns: sorted times in seconds, and for a transcript the words they belong to."""
+    """What a question returns: sorted times in seconds, how sure the model is of each, and for a
+    transcript the words they belong to (as the caller wrote them).
+
+    ``confidence[i]`` is the model's probability that ``times[i]`` is within 40 ms of the truth:
+    the posterior mass there for a Poisson head (runtime.decoding.event_confidence), the frame's
+    probability for a binary head. ``warnings`` say when an answer is probably a guess.
+    """
 
     task: str
     question: str
@@ -53,15 +59,26 @@ class Timestamps:
     words: tuple[str, ...] | None = None
     log_intensity: np.ndarray | None = field(default=None, repr=False)  # per 40 ms frame, when asked for
     frame_seconds: float = 0.04
+    confidence: tuple[float, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         record = {"task": self.task, "question": self.question, "times": [round(t, 3) for t in self.times],
-                  "duration": round(self.duration, 3)}
+                  "confidence": [round(c, 3) for c in self.confidence], "duration": round(self.duration, 3)}
         if self.words is not None:
-            record["words"] = [{"word": w, "start": round(t, 3)} for w, t in zip(self.words, self.times)]
+            record["words"] = [{"word": w, "start": round(t, 3), "confidence": round(c, 3)}
+                               for w, t, c in zip(self.words, self.times, self.confidence)]
+        record["warnings"] = list(self.warnings)
         if self.log_intensity is not None:
             record["log_intensity"] = [round(float(v), 4) for v in self.log_intensity]
         return record
+
+    def confident(self, min_confidence: float) -> "Timestamps":
+        """Only the times (and words) whose confidence is at least ``min_confidence``."""
+        keep = [c >= min_confidence for c in self.confidence]
+        return replace(self, times=tuple(t for t, k in zip(self.times, keep) if k),
+                       confidence=tuple(c for c in self.confidence if c >= min_confidence),
+                       words=None if self.words is None else tuple(w for w, k in zip(self.words, keep) if k))
 
 
 class Locator:
@@ -258,8 +275,10 @@ class Locator:
         for row, (query, _, _, question, count, seconds, words) in enumerate(prepared):
             frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
             times = decode_events(frame_scores, count, self.objective, self.decoding, self.frame_seconds)
+            confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
             results.append(Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
                                       duration=seconds, words=words, frame_seconds=self.frame_seconds,
+                                      confidence=tuple(float(c) for c in confidence),
                                       log_intensity=frame_scores.astype(np.float32) if query.with_intensity else None))
         return results
 

@@ -88,3 +88,78 @@ def test_control_tokens_never_reach_the_tokenizer(clips, locator, call, message)
     audio, _ = audio_of(clips, "word")
     with pytest.raises(InputError, match=message):
         call(locator, audio)
+
+
+# ------------------------------------------------------------------------------------------- confidence
+def monte_carlo_mass(log_intensity, times, radius, samples, rng):
+    """Draw the IHP's n ordered events given n (n iid draws from the normalized intensity, sorted)."""
+    probability = np.exp(log_intensity - log_intensity.max())
+    probability /= probability.sum()
+    draws = rng.choice(log_intensity.size, size=(samples, len(times)), p=probability) + rng.random((samples, len(times)))
+    draws.sort(axis=1)
+    return (np.abs(draws - np.asarray(times)) <= radius).mean(axis=0)
+
+
+def integrated_mass(log_intensity, times, radius, steps_per_frame=400):
+    """Eq. 8's density integrated on a fine grid (midpoint rule), normalized numerically."""
+    n = len(times)
+    rate = np.exp(log_intensity - log_intensity.max())
+    grid = (np.arange(log_intensity.size * steps_per_frame) + 0.5) / steps_per_frame
+    density_rate = np.repeat(rate, steps_per_frame)
+    cumulative = np.cumsum(density_rate) / steps_per_frame - density_rate / (2 * steps_per_frame)
+    share = cumulative / (rate.sum())
+    masses = []
+    for i, time in enumerate(times, start=1):
+        density = share ** (i - 1) * (1 - share) ** (n - i) * density_rate
+        inside = np.abs(grid - time) <= radius
+        masses.append(density[inside].sum() / density.sum())
+    return np.array(masses)
+
+
+@pytest.mark.parametrize("count, frames, decoding", [(1, 30, "ordered"), (3, 25, "ordered"), (7, 50, "posterior"),
+                                                      (12, 80, "ordered")])
+def test_confidence_is_the_posterior_mass_within_40_ms(count, frames, decoding):
+    from framestamp.runtime.decoding import decode_events, event_confidence
+
+    rng = np.random.default_rng(count)
+    log_intensity = rng.normal(0.0, 2.0, frames)
+    times = decode_events(log_intensity, count, "poisson", decoding, frame_seconds=0.04)
+    confidence = event_confidence(log_intensity, times, "poisson", frame_seconds=0.04)
+    frame_times = times / 0.04
+    np.testing.assert_allclose(confidence, integrated_mass(log_intensity, frame_times, 1.0), atol=2e-3)
+    sampled = monte_carlo_mass(log_intensity, frame_times, 1.0, 100_000, rng)
+    assert np.abs(confidence - sampled).max() < 5 * np.sqrt(0.25 / 100_000)
+    # Only the shape of the intensity matters: heads trained without the count term are fine.
+    np.testing.assert_allclose(event_confidence(log_intensity + 7.5, times, "poisson"), confidence, atol=1e-12)
+
+
+def test_one_event_confidence_is_the_softmax_mass_around_its_frame():
+    from framestamp.runtime.decoding import event_confidence
+
+    log_intensity = np.log(np.array([1.0, 2.0, 10.0, 4.0, 3.0]))
+    time = 2.5 * 0.04  # the centre of frame 2: +-40 ms covers half of frames 1 and 3
+    expected = (10.0 + (2.0 + 4.0) / 2) / 20.0
+    assert event_confidence(log_intensity, [time], "poisson")[0] == pytest.approx(expected)
+    logits = np.array([-3.0, 0.5, 2.0])
+    assert event_confidence(logits, [0.06], "binary")[0] == pytest.approx(1 / (1 + np.exp(-0.5)))
+
+
+def test_every_answer_carries_its_confidence(clips, locator, capsys):
+    import json
+
+    audio, example = audio_of(clips, "transcript")
+    result = locator.transcript(audio, example.prompt["transcript"])
+    assert len(result.confidence) == len(result.times) == len(result.words)
+    assert all(0.0 <= c <= 1.0 for c in result.confidence)
+    record = result.as_dict()
+    assert record["confidence"] == [round(c, 3) for c in result.confidence]
+    assert [w["confidence"] for w in record["words"]] == record["confidence"]
+    threshold = float(np.median(result.confidence))
+    kept = result.confident(threshold)
+    assert len(kept.times) == sum(c >= threshold for c in result.confidence) == len(kept.words)
+    assert main(["locate", audio, "--transcript", example.prompt["transcript"], "--min-confidence", str(threshold)]) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    dropped = len(result.times) - len(kept.times)
+    assert len(printed["times"]) == len(kept.times) and all(c >= threshold - 1e-3 for c in printed["confidence"])
+    assert (f"dropped {dropped} of {len(result.times)}" in err) == (dropped > 0)
