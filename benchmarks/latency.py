@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from framestamp.runtime.errors import InputError
+
 BUCKETS = [("1-5", 3), ("6-10", 8), ("11-15", 13), ("16-20", 18), ("21-25", 23), ("26+", 30)]
 QUICK_BUCKETS = [("1-5", 3), ("26+", 30)]
 
@@ -44,8 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a manifest with long transcript clips to use instead of generating them "
                              "(machines without espeak-ng: generate with `framestamp synth --tasks words "
                              "--min-seconds 16 --max-seconds 20` elsewhere and carry the folder)")
-    parser.add_argument("--batch-sizes", default="1,4,16")
-    parser.add_argument("--buckets", help="comma-separated bucket labels (default: all six)")
+    parser.add_argument("--batch-sizes", default="1,4,16", help="run in the order given (default 1,4,16)")
+    parser.add_argument("--buckets", help="comma-separated bucket labels, run in the order given (default: all six)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="PyTorch dtype")
@@ -63,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.batch_sizes, args.repeats, args.buckets = "1", min(args.repeats, 3), ",".join(b for b, _ in QUICK_BUCKETS)
     if args.threads:
         torch.set_num_threads(args.threads)
-    wanted = args.buckets.split(",") if args.buckets else [label for label, _ in BUCKETS]
-    buckets = [(label, n) for label, n in BUCKETS if label in wanted]
+    buckets = chosen_buckets(args.buckets)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     model, description, source, checkpoint = load_model(args)
     with tempfile.TemporaryDirectory(prefix="framestamp-latency.") as scratch:
@@ -74,25 +75,47 @@ def run(args: argparse.Namespace) -> int:
         if not artifacts and checkpoint is not None:
             artifacts = export_artifacts(checkpoint, scratch, ["fp32"] if args.quick else ["fp32", "fp16"])
         timer = Timer(model, args.device, args.repeats, artifacts, args.threads, args.compile)
-        rows = []
+        report = {"command": "framestamp bench latency " + " ".join(sys.argv[3:] if sys.argv[1:2] == ["bench"] else []),
+                  "device": device_name(args.device), "model": source,
+                  "parameters": description["backbone"]["num_parameters"], "precision": args.precision,
+                  "repeats": args.repeats, "versions": versions(),
+                  "optimized_autoregressive": timer.optimized_description, "rows": []}
+        # Rows run in the order asked for (most wanted first) and the report is rewritten after each,
+        # so a run stopped at a deadline keeps every row it finished.
         for label, count in buckets:
             for batch_size in batch_sizes:
                 chosen = [truncated(example, count) for example in examples[:batch_size]]
-                row = {"bucket": label, "timestamps": count, "batch_size": batch_size, **timer.measure(chosen, features)}
-                rows.append(row)
+                row = {"bucket": label, "timestamps": count, "batch_size": batch_size,
+                       "audio_seconds": float(sum(example.duration for example in chosen)),
+                       **timer.measure(chosen, features)}
+                report["rows"].append(row)
                 print(summary_line(row), flush=True)
-    report = {"command": "framestamp bench latency " + " ".join(sys.argv[3:] if sys.argv[1:2] == ["bench"] else []),
-              "device": device_name(args.device), "model": source, "parameters": description["backbone"]["num_parameters"],
-              "precision": args.precision, "repeats": args.repeats, "versions": versions(),
-              "optimized_autoregressive": timer.optimized_description, "rows": rows}
-    table = markdown(report)
-    print(table)
+                if args.out:
+                    write_report(report, args.out, with_chart=False)
+    print(markdown(report))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "latency.md").write_text(table)
-        chart(report, args.out / "latency.png")
+        write_report(report, args.out, with_chart=True)
     return 0
+
+
+def chosen_buckets(labels: str | None) -> list[tuple[str, int]]:
+    """(label, timestamps) in the order given (default: all six, fewest timestamps first)."""
+    if not labels:
+        return list(BUCKETS)
+    known = dict(BUCKETS)
+    wanted = [label.strip() for label in labels.split(",") if label.strip()]
+    unknown = [label for label in wanted if label not in known]
+    if unknown or not wanted:
+        raise InputError(f"unknown bucket(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+    return [(label, known[label]) for label in wanted]
+
+
+def write_report(report: dict, out: Path, with_chart: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "latency.md").write_text(markdown(report))
+    if with_chart:
+        chart(report, out / "latency.png")
 
 
 def load_model(args):
@@ -112,6 +135,8 @@ def load_model(args):
         path = args.model or SHIPPED_MODEL
         model, description = load_checkpoint(path, dtype=dtype)
         source = "the shipped omni-tiny-synth" if args.model is None else str(path)
+    if dtype is not None:
+        model.head.to(dtype)  # build_model and load_checkpoint leave the head in fp32, which refuses bf16 states
     return model.to(args.device).eval(), description, source, path
 
 
@@ -119,7 +144,6 @@ def benchmark_clips(folder: Path, longest: int, manifest: Path | None = None):
     """Speech long enough to hold ``longest`` words per transcript: ``manifest``'s, or generated."""
     from framestamp.cli import main
     from framestamp.data.manifest import read_manifest
-    from framestamp.runtime.errors import InputError
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.batches import AudioCache
 
@@ -162,14 +186,9 @@ class Timer:
         opened = [GraphSessions.open(artifact, threads=threads) for artifact in artifacts]
         self.sessions = {f"onnxruntime {graphs.manifest['precision']}": graphs for graphs in opened}
         self.engines = self._engines(artifacts)
-        self.compiled = False
+        self.compiled = compile
         self.optimized_description = "static KV cache"
         if compile:
-            import torch
-
-            self.model.backbone.forward = torch.compile(self.model.backbone.forward, dynamic=False,
-                                                        mode="reduce-overhead" if device.startswith("cuda") else None)
-            self.compiled = True
             self.optimized_description += " + torch.compile" + (" (CUDA graphs)" if device.startswith("cuda") else "")
 
     @staticmethod
@@ -238,13 +257,16 @@ class Timer:
         methods["autoregressive generate"] = lambda: self._answers(self.generate(batch, answer_tokens, static=False))
         methods["autoregressive static cache"] = lambda: self._answers(self.generate(batch, answer_tokens, static=True))
         methods["autoregressive lean loop"] = lambda: self._answers(self.lean_loop(batch, answer_tokens))
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(self.device)
         timed = {name: self._timed(function) for name, function in methods.items()}
+        peak = {"peak_gpu_memory_bytes": int(torch.cuda.max_memory_allocated(self.device))} if self.device.startswith("cuda") else {}
         # Every frame-level path must decode what PyTorch decodes: the largest difference, in ms.
         reference = timed["frame pytorch"][1]
         disagreement = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) * 1000
                            for name, (_, result) in timed.items() if name.startswith("frame")
                            for a, b in zip(result, reference))
-        return {"answer_tokens": answer_tokens, "frame_methods_max_difference_ms": disagreement,
+        return {"answer_tokens": answer_tokens, "frame_methods_max_difference_ms": disagreement, **peak,
                 "seconds": {name: stats for name, (stats, _) in timed.items()}}
 
     def _prompt(self, batch):
@@ -277,11 +299,24 @@ class Timer:
         model = self.model
         with torch.no_grad():
             embeddings, attention_mask = self._prompt(batch)
-            options = {"cache_implementation": "static"} if static else {}
+            options = self._static_options() if static else {}
             generated = model.backbone.generate(inputs_embeds=embeddings, attention_mask=attention_mask,
                                                 max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                                                 pad_token_id=model.pad_id, **options)
         return generated
+
+    def _static_options(self) -> dict:
+        """generate's options for the static-cache path. On CUDA, transformers compiles the decoding step
+        of a static cache on its own (CUDA graphs included): --compile asks for exactly that, on any
+        device, and without it compilation is switched off so the row measures the cache alone. Only
+        this path is compiled: the dynamic cache's shapes change every step and would recompile."""
+        if not self.compiled:
+            return {"cache_implementation": "static", "disable_compile": True}
+        from transformers import CompileConfig
+
+        config = CompileConfig()  # reduce-overhead: CUDA graphs on a GPU
+        config._compile_all_devices = True  # transformers' own switch for compiling off CUDA too
+        return {"cache_implementation": "static", "compile_config": config}
 
     def lean_loop(self, batch, tokens: int):
         """Greedy decoding without generate's machinery: prefill, then one decoder step per token."""
@@ -334,6 +369,11 @@ def versions() -> dict:
 def markdown(report: dict) -> str:
     methods = list(report["rows"][0]["seconds"])
     frame_methods = [m for m in methods if m.startswith("frame")]
+    rows = sorted(report["rows"], key=lambda row: (row["timestamps"], row["batch_size"]))
+    # Older reports lack these: their columns appear only when every row has them.
+    with_audio = all("audio_seconds" in row for row in rows)
+    with_memory = all("peak_gpu_memory_bytes" in row for row in rows)
+    extra = (["real-time factor (frame)"] if with_audio else []) + (["peak GPU memory"] if with_memory else [])
     lines = [f"# Latency: frame-level vs autoregressive timestamps ({report['device']})", "",
              f"Reproduce: `{report['command']}`", "",
              f"Model: {report['model']} ({report['parameters'] / 1e6:.1f}M parameters, {report['precision']}); "
@@ -342,19 +382,27 @@ def markdown(report: dict) -> str:
              f"(dynamic KV cache), generate with a {report['optimized_autoregressive']}, and a lean greedy loop "
              "over the decoder with its KV cache (no generate machinery); each is forced to the answer's "
              "token count.", "",
-             "| timestamps | batch | answer tokens | " + " | ".join(methods) + " | speedup vs generate | speedup vs best autoregressive |",
-             "|" + "---|" * (len(methods) + 5)]
-    for row in report["rows"]:
+             "| timestamps | batch | answer tokens | " + " | ".join(methods + ["speedup vs generate",
+                                                                          "speedup vs best autoregressive"] + extra) + " |",
+             "|" + "---|" * (len(methods) + 5 + len(extra))]
+    for row in rows:
         seconds = {m: row["seconds"][m]["median"] for m in methods}
         best_frame = min(seconds[m] for m in frame_methods)
         best_autoregressive = min(seconds[m] for m in methods if m.startswith("autoregressive"))
-        lines.append(f"| {row['bucket']} | {row['batch_size']} | {row['answer_tokens']} | "
-                     + " | ".join(f"{seconds[m] * 1000:.1f} ms" for m in methods)
-                     + f" | {seconds['autoregressive generate'] / best_frame:.1f}x"
-                     + f" | {best_autoregressive / best_frame:.1f}x |")
+        cells = [f"{seconds[m] * 1000:.1f} ms" for m in methods]
+        cells += [f"{seconds['autoregressive generate'] / best_frame:.1f}x", f"{best_autoregressive / best_frame:.1f}x"]
+        if with_audio:
+            cells.append(f"{row['audio_seconds'] / best_frame:.0f}x")
+        if with_memory:
+            cells.append(f"{row['peak_gpu_memory_bytes'] / 2**30:.1f} GiB")
+        lines.append(f"| {row['bucket']} | {row['batch_size']} | {row['answer_tokens']} | " + " | ".join(cells) + " |")
     lines += ["", "Speedups divide an autoregressive median (transformers' generate; the fastest of the three "
-              "autoregressive implementations) by the fastest frame-level median of the row.", ""]
-    return "\n".join(lines)
+              "autoregressive implementations) by the fastest frame-level median of the row."]
+    if with_audio:
+        lines.append("Real-time factor: seconds of audio in the batch per second of the fastest frame-level method.")
+    if with_memory:
+        lines.append("Peak GPU memory: the most PyTorch held allocated while the row ran, weights included.")
+    return "\n".join(lines + [""])
 
 
 def chart(report: dict, path: Path) -> None:
@@ -369,7 +417,7 @@ def chart(report: dict, path: Path) -> None:
     batch_sizes = sorted({row["batch_size"] for row in report["rows"]})
     figure, axes = plt.subplots(1, len(batch_sizes), figsize=(5 * len(batch_sizes), 4), squeeze=False)
     for axis, batch_size in zip(axes[0], batch_sizes):
-        rows = [row for row in report["rows"] if row["batch_size"] == batch_size]
+        rows = sorted((row for row in report["rows"] if row["batch_size"] == batch_size), key=lambda row: row["timestamps"])
         for method in rows[0]["seconds"]:
             axis.plot([row["bucket"] for row in rows], [row["seconds"][method]["median"] * 1000 for row in rows],
                       marker="o", linestyle="--" if method.startswith("auto") else "-", label=method)

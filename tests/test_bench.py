@@ -71,3 +71,30 @@ def test_quick_run_on_the_shipped_model_writes_its_report(tmp_path):
         assert row["frame_methods_max_difference_ms"] < 1.0
     assert (tmp_path / "latency.md").read_text().count("\n| ") == len(QUICK_BUCKETS) + 1  # header + one line per row
     assert (tmp_path / "latency.png").stat().st_size > 0
+
+
+def test_buckets_run_in_the_order_asked_and_unknown_ones_are_refused():
+    from framestamp.benchmarks.latency import BUCKETS, chosen_buckets
+    from framestamp.runtime.errors import InputError
+
+    assert chosen_buckets(None) == BUCKETS
+    assert chosen_buckets("26+,1-5") == [("26+", 30), ("1-5", 3)]  # most wanted first: a deadline cuts the tail
+    with pytest.raises(InputError, match="30-40"):
+        chosen_buckets("1-5,30-40")
+
+
+def test_report_shows_real_time_factor_and_peak_memory_when_measured():
+    from framestamp.benchmarks.latency import markdown
+
+    seconds = {"frame pytorch": 0.05, "autoregressive generate": 2.0, "autoregressive static cache": 1.0,
+               "autoregressive lean loop": 0.5}
+    rows = [{"bucket": bucket, "timestamps": count, "batch_size": 16, "answer_tokens": 9 * count,
+             "audio_seconds": 272.0, "peak_gpu_memory_bytes": 9 * 2**30, "frame_methods_max_difference_ms": 0.0,
+             "seconds": {m: {"median": s, "min": s, "max": s} for m, s in seconds.items()}}
+            for bucket, count in (("26+", 30), ("1-5", 3))]  # in the order they ran
+    report = {"command": "framestamp bench latency --buckets 26+,1-5", "device": "GPU", "model": "m", "parameters": 3e9,
+              "precision": "bf16", "repeats": 2, "versions": {}, "optimized_autoregressive": "static KV cache", "rows": rows}
+    table = [line for line in markdown(report).splitlines() if line.startswith("| ")]
+    assert table[0].endswith("| real-time factor (frame) | peak GPU memory |")
+    assert table[1].startswith("| 1-5 |") and table[2].startswith("| 26+ |")  # fewest timestamps first
+    assert table[2].endswith("| 40.0x | 10.0x | 5440x | 9.0 GiB |")
