@@ -66,6 +66,14 @@ class Voice:
     rate: int = 175
     pitch: int = 50
 
+    engine = "espeak"  # a class attribute, not a field: asdict() and the manifests stay as they were
+    sample_rate = ESPEAK_RATE
+
+    @property
+    def spec(self) -> str:
+        """How --voices names it: espeak voices by their plain language name."""
+        return self.language
+
     @property
     def espeak_name(self) -> str:
         return f"{self.language}+{self.variant}" if self.variant else self.language
@@ -77,9 +85,14 @@ class Voice:
 
 def random_voice(rng: np.random.Generator, languages=VOICES, rates=(130, 250), pitches=(20, 80)) -> Voice:
     """A voice drawn from ``rng``: language, variant (or none), rate and pitch within the ranges."""
+    return random_variant(rng, languages[rng.integers(len(languages))], rates, pitches)
+
+
+def random_variant(rng: np.random.Generator, language: str, rates=(130, 250), pitches=(20, 80)) -> Voice:
+    """A voice of ``language`` with variant (or none), rate and pitch drawn from ``rng``, in that order."""
     variants = (None,) + tuple(VARIANTS)
     return Voice(
-        language=languages[rng.integers(len(languages))],
+        language=language,
         variant=variants[rng.integers(len(variants))],
         rate=int(rng.integers(rates[0], rates[1] + 1)),
         pitch=int(rng.integers(pitches[0], pitches[1] + 1)),
@@ -112,13 +125,14 @@ class Word:
 
 @dataclass(frozen=True)
 class Speech:
-    samples: np.ndarray  # int16 at ESPEAK_RATE
+    samples: np.ndarray  # int16 at ``rate``
     words: tuple[Word, ...]
     phones: tuple[Phone, ...]  # pauses left out
+    rate: int = ESPEAK_RATE  # Hz: the engine's own output rate
 
     @property
     def duration(self) -> float:
-        return len(self.samples) / ESPEAK_RATE
+        return len(self.samples) / self.rate
 
 
 # ---------------------------------------------------------------- the library
