@@ -5,8 +5,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test
 
+# Speech engines for `framestamp synth`: espeak-ng (every task), flite and Festival with three voices (word clips).
+FESTIVAL_VOICES := /usr/share/festival/voices
 system-packages:
 	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng; }
+	@{ command -v flite && command -v festival && [ -d $(FESTIVAL_VOICES)/english/kal_diphone ] \
+	   && [ -d $(FESTIVAL_VOICES)/english/ked_diphone ] && [ -d $(FESTIVAL_VOICES)/us/cmu_us_slt_arctic_hts ]; } >/dev/null \
+	  || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+	       flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; }
 
 # torch first and pinned: this version is a local CPU wheel here; a bare "torch" pulls GBs of CUDA wheels.
 setup: system-packages
