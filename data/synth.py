@@ -104,6 +104,7 @@ def regenerate(generator: dict) -> np.ndarray:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from framestamp.data.conditions import NOISE_KINDS
     from framestamp.data.espeak import VOICES
 
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to write into (each task's folder is replaced)")
@@ -112,17 +113,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=100, help="clips per task (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole dataset (default: 0)")
     parser.add_argument("--voices", default=",".join(VOICES),
-                        help="comma-separated espeak-ng English voices to speak with (default: all 8); "
-                             "hold one out to test on an unseen voice")
+                        help="comma-separated voices to speak with, each ENGINE:VOICE or a plain espeak-ng voice: "
+                             "espeak (en, en-us, en-029, ...), flite:slt|rms|awb|kal16|kal, festival:kal|ked|slt "
+                             "(default: the 8 espeak-ng English voices); hold some out to test on unseen voices. "
+                             "Speaker mixes use the espeak-ng ones")
     parser.add_argument("--min-seconds", type=float, default=DEFAULT_MIN_SECONDS,
                         help=f"shortest word clip (default: {DEFAULT_MIN_SECONDS:g}); speaker mixes are 5 s, event clips 10 s")
     parser.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
                         help=f"longest word clip (default: {DEFAULT_MAX_SECONDS:g})")
+    parser.add_argument("--vocabulary", type=Path, metavar="FILE",
+                        help="word clips draw words from this file (the first word of each line; words of letters a-z "
+                             "only; a pronouncing dictionary works as is) instead of the built-in vocabulary")
+    parser.add_argument("--noise-snr", metavar="LOW,HIGH",
+                        help="add background noise to word clips at an SNR (dB, speech in words vs noise) drawn "
+                             "uniformly from LOW..HIGH, e.g. 5,30 (default: no noise)")
+    parser.add_argument("--noise-kinds", metavar="KINDS",
+                        help=f"comma-separated noise kinds to draw from, out of {','.join(NOISE_KINDS)} (default: "
+                             f"all; babble is reversed espeak-ng speech)")
+    parser.add_argument("--reverb", type=float, default=0.0, metavar="P",
+                        help="put a word clip in a synthetic room (RT60 0.2-0.8 s) with probability P (default: 0)")
     parser.add_argument("--workers", type=int, default=1, help="clips generated at once, one process each (default: 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from framestamp.data.espeak import check_languages
+    from framestamp.data.engines import parse_voices
 
     tasks = list(dict.fromkeys(name.strip() for name in args.tasks.split(",") if name.strip()))
     for name in tasks:
@@ -136,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     if not 2.0 <= args.max_seconds or not 0 < args.min_seconds <= args.max_seconds:
         raise InputError(f"need 0 < --min-seconds <= --max-seconds and --max-seconds >= 2 (room for a phrase), "
                          f"got {args.min_seconds:g} and {args.max_seconds:g}")
-    voices = list(check_languages(name.strip() for name in args.voices.split(",") if name.strip()))
-    settings = {"voices": voices, "min_seconds": args.min_seconds, "max_seconds": args.max_seconds}
+    voices = list(parse_voices(name.strip() for name in args.voices.split(",") if name.strip()))
+    settings = {"voices": voices, "min_seconds": args.min_seconds, "max_seconds": args.max_seconds,
+                **condition_settings(args)}
     every_example = []
     for name in tasks:
         examples = write_task(args.out, name, args.count, args.seed, settings, args.workers)
@@ -147,6 +162,34 @@ def run(args: argparse.Namespace) -> int:
     write_manifest(args.out / "manifest.jsonl", every_example)
     print(f"wrote {len(every_example)} questions about {args.count * len(tasks)} clips to {args.out / 'manifest.jsonl'}")
     return 0
+
+
+def condition_settings(args: argparse.Namespace) -> dict:
+    """--vocabulary, --noise-snr, --noise-kinds and --reverb as word-clip settings (only those given)."""
+    from framestamp.data.conditions import check_noise_kinds
+    from framestamp.data.synth_words import check_snr_range, vocabulary_source
+
+    settings = {}
+    if args.vocabulary is not None:
+        settings["vocabulary"] = vocabulary_source(args.vocabulary)
+    if args.noise_snr is not None:
+        values = args.noise_snr.split(",")
+        try:
+            numbers = [float(value) for value in values]
+        except ValueError:
+            numbers = []
+        if len(numbers) not in (1, 2):
+            raise InputError(f"--noise-snr takes LOW,HIGH in dB (or one value), got {args.noise_snr!r}")
+        settings["noise_snr"] = list(check_snr_range(numbers * 2 if len(numbers) == 1 else numbers))
+    if args.noise_kinds is not None:
+        if args.noise_snr is None:
+            raise InputError("--noise-kinds chooses among noises that --noise-snr adds; give --noise-snr too")
+        settings["noise_kinds"] = list(check_noise_kinds(kind.strip() for kind in args.noise_kinds.split(",") if kind.strip()))
+    if not 0.0 <= args.reverb <= 1.0:
+        raise InputError(f"--reverb is a probability between 0 and 1, got {args.reverb:g}")
+    if args.reverb:
+        settings["reverb"] = args.reverb
+    return settings
 
 
 def write_task(out: Path, name: str, count: int, seed: int, settings: dict, workers: int = 1) -> list:
@@ -163,15 +206,18 @@ def write_task(out: Path, name: str, count: int, seed: int, settings: dict, work
     module = task_module(name)
     spec = {key: settings.get(key, default) for key, default in module.SPEC_DEFAULTS.items()}
     _import_before_forking()
-    module.prepare()  # load the task's own sources once, before the per-clip forks inherit them
+    module.prepare(spec)  # load the task's own sources once, before the per-clip forks inherit them
     tqdm.monitor_interval = 0  # no monitor thread: every clip is made in a forked child
     with atomic_path(out / name) as root:
         root.mkdir()
         jobs = [(root, index, clip_seed(seed, name, index), spec) for index in range(count)]
         records = list(tqdm(map_isolated(module.write_clip, jobs, workers), total=count, desc=f"synth {name}", unit="clip"))
         module.write_labels(root, records)
-        generators = {record["audio"]: {"name": name, "seed": job[2], **spec} for record, job in zip(records, jobs)}
-        examples = [_synthetic_example(example, root, name, generators) for example in module.load(root, seed=seed)]
+        recorded = recorded_settings(module, spec)
+        generators = {record["audio"]: {"name": name, "seed": job[2], **recorded} for record, job in zip(records, jobs)}
+        sources = {record["audio"]: record.get("source", {}) for record in records}
+        examples = [_synthetic_example(example, root, name, generators, sources)
+                    for example in module.load(root, seed=seed)]
         write_manifest(root / "manifest.jsonl", examples)
     return examples
 
@@ -183,9 +229,16 @@ def _import_before_forking() -> None:
     import soxr  # noqa: F401
 
 
-def _synthetic_example(example, root: Path, task: str, generators: dict):
-    """A loader's example with its audio path relative to the task folder and its generator attached."""
+def recorded_settings(module, spec: dict) -> dict:
+    """The settings a clip's generator records: all but the task's OPTIONAL_SETTINGS left at their default."""
+    optional = getattr(module, "OPTIONAL_SETTINGS", ())
+    return {key: value for key, value in spec.items() if key not in optional or value != module.SPEC_DEFAULTS[key]}
+
+
+def _synthetic_example(example, root: Path, task: str, generators: dict, sources: dict):
+    """A loader's example with its audio path relative to the task folder, its generator and what the
+    task reported about the clip (engine, voice, acoustic conditions) attached."""
     audio = Path(os.path.relpath(example.audio, root)).as_posix()
     source = {**example.source, "format": example.source.get("dataset"), "dataset": f"synth_{task}",
-              "generator": generators[audio]}
+              **sources[audio], "generator": generators[audio]}
     return dataclasses.replace(example, id=f"synth/{example.id}", audio=audio, source=source)

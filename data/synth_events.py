@@ -324,7 +324,7 @@ def generate(seed: int, **spec) -> tuple[np.ndarray, dict]:
 # ---------------------------------------------------------------- files
 
 
-def prepare() -> None:
+def prepare(spec: dict) -> None:
     """Decode the animal recordings once, before the per-clip forks inherit them."""
     import framestamp.data.audioset  # noqa: F401
 

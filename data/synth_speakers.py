@@ -105,13 +105,24 @@ def speaker_track(rng: np.random.Generator, voice: Voice, onset: int, length: in
                         activity=tuple((start, end) for start, end in runs), audio=track)
 
 
+def speaker_voices(voices) -> tuple[str, ...]:
+    """The espeak-ng voices of ``voices``: mixes tell speakers apart by espeak's variants."""
+    from framestamp.data.engines import espeak_voices
+
+    languages = espeak_voices(voices)
+    if not languages:
+        raise InputError(f"the speakers task mixes espeak-ng voices, and the voices {', '.join(voices)} include none; "
+                         f"add one (e.g. en-us) or leave speakers out of --tasks")
+    return espeak.check_languages(languages)
+
+
 @espeak.deterministic
 def mix_speakers(seed: int, voices=espeak.VOICES) -> SpeakerMix:
     """The speaker-counting clip for ``seed``: same seed and voices, same samples, in any process."""
     rng = np.random.default_rng(seed)
     count = int(rng.integers(SPEAKERS[0], SPEAKERS[1] + 1))
     length = int(SECONDS * SAMPLE_RATE)
-    chosen = distinct_voices(rng, count, espeak.check_languages(voices))
+    chosen = distinct_voices(rng, count, speaker_voices(voices))
     tracks = [speaker_track(rng, voice, onset, length) for voice, onset in zip(chosen, spaced_onsets(rng, count))]
     gains = 10 ** (rng.uniform(*LEVEL_DB, size=count) / 20)
     mix = sum(gain * track.audio for gain, track in zip(gains, tracks))
@@ -127,7 +138,7 @@ def generate(seed: int, **spec) -> tuple[np.ndarray, dict]:
 # ---------------------------------------------------------------- files
 
 
-def prepare() -> None:
+def prepare(spec: dict) -> None:
     """Load what every clip needs once, before the per-clip forks inherit it."""
     import framestamp.data.libricount  # noqa: F401
 

@@ -1,0 +1,353 @@
+"""Speech engines (espeak-ng, flite, Festival) and acoustic conditions for word clips.
+
+Every check on audio computes energy from the samples alone (never from the engines' own timing) and
+compares it with the labels.
+"""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from framestamp.data import conditions, engines, espeak, festival, flite, synth
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.errors import InputError
+
+SAMPLE_RATE = 16_000
+
+
+def needs(spec):
+    """pytest.param for a voice, skipped with the install command when its engine is missing here."""
+    engine, name = engines.split_spec(spec)
+    if engine == "espeak":
+        ok, reason = espeak.available(), "needs libespeak-ng (apt-get install espeak-ng)"
+    elif engine == "flite":
+        ok, reason = flite.available(), "needs flite (apt-get install flite)"
+    else:
+        ok, reason = festival.available(name), f"needs festival's {name} (apt-get install festival {festival.VOICES[name].package})"
+    return pytest.param(spec, marks=[pytest.mark.skipif(not ok, reason=reason), getattr(pytest.mark, engine)], id=spec)
+
+
+VOICES = [needs(spec) for spec in ("en-us", "flite:slt", "flite:rms", "flite:awb", "flite:kal16", "flite:kal",
+                                   "festival:kal", "festival:ked", "festival:slt")]
+needs_flite = pytest.mark.skipif(not flite.available(), reason="needs flite (apt-get install flite)")
+needs_espeak = pytest.mark.skipif(not espeak.available(), reason="needs libespeak-ng (apt-get install espeak-ng)")
+
+
+def power_db(audio, window_samples):
+    """Power (dB re the loudest window) of the ``window_samples`` samples ending at each sample."""
+    audio = np.asarray(audio, np.float64)
+    energy = np.concatenate([[0.0], np.cumsum(audio**2)])
+    ends = np.arange(1, len(audio) + 1)
+    power = (energy[ends] - energy[np.maximum(ends - window_samples, 0)]) / window_samples
+    return 10 * np.log10(power / power.max() + 1e-20)
+
+
+def samples(seconds):
+    return int(round(seconds * SAMPLE_RATE))
+
+
+# ---------------------------------------------------------------- naming voices
+
+
+def test_voice_names_parse_with_plain_names_meaning_espeak():
+    assert engines.split_spec("en-029") == ("espeak", "en-029")
+    assert engines.split_spec("flite:slt") == ("flite", "slt")
+    if espeak.available():
+        assert engines.parse_voices(["espeak:en-us", "en-029"]) == ("en-us", "en-029")
+
+
+def test_unknown_engine_or_voice_is_an_input_error_that_lists_the_choices():
+    with pytest.raises(InputError, match="unknown speech engine 'sam'.*espeak, flite, festival"):
+        engines.parse_voices(["sam:x"])
+    with pytest.raises(InputError, match="flite has no voice 'bob'.*slt, rms, awb, kal16, kal"):
+        engines.parse_voices(["flite:bob"])
+    with pytest.raises(InputError, match="festival has no voice 'bob'.*kal, ked, slt"):
+        engines.parse_voices(["festival:bob"])
+    with pytest.raises(InputError, match="unknown voice.*en-mars"):
+        engines.parse_voices(["en-mars"])
+    with pytest.raises(InputError, match="no voices"):
+        engines.parse_voices([" "])
+
+
+def test_missing_engines_say_which_apt_get_command(monkeypatch):
+    def no_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(flite, "_library", None)
+    monkeypatch.setattr(flite, "_voices", {})
+    monkeypatch.setattr(flite.ctypes, "CDLL", no_library)
+    with pytest.raises(InputError, match="apt-get install flite"):
+        engines.parse_voices(["flite:slt"])
+
+    monkeypatch.setattr(festival.shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="apt-get install festival"):
+        engines.parse_voices(["festival:kal"])
+    monkeypatch.undo()
+    if shutil_has_festival():
+        monkeypatch.setattr(festival, "installed_voices", lambda: frozenset())
+        with pytest.raises(InputError, match="apt-get install festvox-kdlpc16k"):
+            engines.parse_voices(["festival:ked"])
+
+
+def shutil_has_festival():
+    import shutil
+
+    return shutil.which("festival") is not None
+
+
+def test_speakers_task_says_it_needs_an_espeak_voice():
+    from framestamp.data.synth_speakers import speaker_voices
+
+    with pytest.raises(InputError, match="speakers task mixes espeak-ng voices"):
+        speaker_voices(["flite:slt", "festival:kal"])
+
+
+# ---------------------------------------------------------------- word times against the audio
+
+
+@pytest.mark.parametrize("spec", VOICES)
+def test_word_times_are_ordered_with_energy_at_each_start_and_silence_between_phrases(spec):
+    from framestamp.data.synth_words import speak_words
+
+    gaps = 0
+    for seed in range(3):
+        clip = speak_words(seed, min_seconds=4.0, max_seconds=8.0, voices=[spec])
+        assert clip.voice.spec == spec and 4.0 <= clip.duration <= 8.0 and len(clip.words) >= 2
+        level = power_db(clip.audio, samples(0.005))
+        for word, following in zip(clip.words, clip.words[1:] + (None,)):
+            assert 0 <= word.start < word.end <= (following.start if following else clip.duration), (seed, word)
+            # Speech within 150 ms of the start (a stop's closure comes first in flite and Festival) ...
+            assert level[samples(word.start):samples(word.start + 0.15)].max() > -45, (seed, word)
+            # ... and from the very start for a word after a pause, with silence before it.
+            if following is not None and following.start - word.end >= 0.1:
+                gaps += 1
+                inside = clip.audio[samples(word.end + 0.005):samples(following.start - 0.005)]
+                assert np.max(np.abs(inside)) <= 2 / 32768, (seed, word, following)  # digital silence (+-1 LSB)
+                assert level[samples(following.start):samples(following.start + 0.15)].max() > -45
+    assert gaps >= 1
+
+
+@pytest.mark.parametrize("spec", VOICES)
+def test_same_seed_same_bytes_and_same_phrase_same_samples(spec):
+    from framestamp.data.synth_words import speak_words
+
+    first, second = (speak_words(7, min_seconds=2.0, max_seconds=5.0, voices=[spec]) for _ in range(2))
+    assert np.array_equal(first.pcm, second.pcm) and first.words == second.words and first.phones == second.phones
+    voice = first.voice
+    if voice.engine == "espeak":
+        return  # espeak-ng keeps state between calls (a forked child per clip repeats it, as checked above)
+
+    def twice():
+        with engines.session():
+            return [engines.synthesize("the house by the river", voice) for _ in range(2)]
+
+    once, again = espeak.isolated(twice)
+    assert np.array_equal(once.samples, again.samples) and once.words == again.words
+
+
+@needs_flite
+def test_flite_phrase_does_not_depend_on_what_the_process_said_before():
+    voice = flite.FliteVoice("slt")
+    alone = flite.synthesize("water and stone", voice)
+    flite.synthesize("a different phrase first", flite.FliteVoice("awb", 1.1, 5.0))
+    assert np.array_equal(flite.synthesize("water and stone", voice).samples, alone.samples)
+
+
+@pytest.mark.festival
+@pytest.mark.skipif(not festival.available(), reason="needs festival (apt-get install festival festvox-kallpc16k)")
+def test_festival_phrase_does_not_depend_on_the_phrases_before_it_in_a_session():
+    voice = festival.FestivalVoice("kal", 1.05)
+    with festival.session():
+        alone = festival.synthesize("water and stone", voice)
+    with festival.session():
+        festival.synthesize("a different phrase first", festival.FestivalVoice("kal", 0.9))
+        after = festival.synthesize("water and stone", voice)
+    assert np.array_equal(alone.samples, after.samples) and alone.words == after.words
+    assert [word.text for word in alone.words] == ["water", "and", "stone"]
+
+
+def test_tokens_the_engine_said_nothing_for_are_left_out_and_a_miscount_is_an_error():
+    words = engines.words_of_tokens("the hmm cat", [(0.1, 0.2), (0.2, 0.2), (0.2, 0.5)], "test")
+    assert [(w.text, w.start, w.end) for w in words] == [("the", 0.1, 0.2), ("cat", 0.2, 0.5)]
+    with pytest.raises(RuntimeError, match="2 token"):
+        engines.words_of_tokens("the hmm cat", [(0.1, 0.2), (0.2, 0.5)], "test")
+
+
+def test_samples_outside_words_become_silence():
+    speech = espeak.Speech(samples=np.full(100, 1000, np.int16), rate=100,
+                           words=(espeak.Word("a", 0.1, 0.3, True), espeak.Word("b", 0.5, 0.8, True)), phones=())
+    quiet = engines.silence_outside_words(speech).samples
+    assert np.flatnonzero(quiet).tolist() == list(range(10, 30)) + list(range(50, 80))
+
+
+# ---------------------------------------------------------------- noise and reverberation
+
+
+def test_colored_noise_has_the_spectral_slope_of_its_kind():
+    rng = np.random.default_rng(0)
+    for kind, exponent in conditions.SPECTRAL_EXPONENTS.items():
+        noise = conditions.colored_noise(rng, 1 << 16, kind)
+        assert abs(np.sqrt(np.mean(noise**2)) - 1) < 1e-9
+        power = np.abs(np.fft.rfft(noise)) ** 2
+        bins = np.arange(16, len(power) // 2)
+        slope = np.polyfit(np.log(bins), np.log(power[bins]), 1)[0]
+        assert abs(slope + exponent) < 0.1, (kind, slope)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", pytest.param("babble", marks=needs_espeak)])
+@pytest.mark.parametrize("spec", [needs("en-us"), needs("flite:slt")])
+def test_noise_is_at_the_requested_snr_measured_back(spec, kind):
+    from framestamp.data.synth_words import speak_words
+
+    for snr in (0.0, 12.0):
+        clean = speak_words(3, min_seconds=3.0, max_seconds=5.0, voices=[spec])
+        noisy = speak_words(3, min_seconds=3.0, max_seconds=5.0, voices=[spec], noise_snr=(snr, snr), noise_kinds=[kind])
+        assert noisy.words == clean.words and noisy.conditions == {"noise": {"kind": kind, "snr_db": snr}}
+        # noisy = gain * clean + noise, each scaled to its own peak: find the gain, then the noise.
+        dry, wet = clean.audio.astype(np.float64), noisy.audio.astype(np.float64)
+        gain = np.dot(wet, dry) / np.dot(dry, dry)
+        noise = wet - gain * dry
+        inside = np.zeros(len(dry), bool)
+        for word in clean.words:
+            inside[samples(word.start):samples(word.end)] = True
+        measured = 10 * np.log10(np.mean((gain * dry[inside]) ** 2) / np.mean(noise**2))
+        assert abs(measured - snr) <= 1.0, (kind, snr, measured)
+
+
+def test_room_response_has_its_direct_path_rt60_and_drr():
+    rng = np.random.default_rng(1)
+    for rt60, drr_db in ((0.2, 0.0), (0.8, 10.0)):
+        response = conditions.impulse_response(rng, SAMPLE_RATE, rt60, drr_db)
+        assert response[0] == 1.0 and np.argmax(np.abs(response)) == 0
+        tail = response[1:]
+        assert abs(10 * np.log10(1.0 / np.sum(tail**2)) - drr_db) < 1e-6
+        # Schroeder backward integration: the tail's energy decay, fitted between -5 and -25 dB, times 3.
+        decay = 10 * np.log10(np.cumsum(tail[::-1] ** 2)[::-1] / np.sum(tail**2))
+        fit = (decay <= -5) & (decay >= -25)
+        slope = np.polyfit(np.flatnonzero(fit) / SAMPLE_RATE, decay[fit], 1)[0]
+        assert abs(-60 / slope - rt60) / rt60 < 0.1, (rt60, -60 / slope)
+
+
+@pytest.mark.parametrize("spec", [needs("en-us"), needs("flite:rms")])
+def test_reverberation_keeps_every_word_where_it_starts(spec):
+    from framestamp.data.synth_words import speak_words
+
+    dry = speak_words(5, min_seconds=3.0, max_seconds=6.0, voices=[spec])
+    wet = speak_words(5, min_seconds=3.0, max_seconds=6.0, voices=[spec], reverb=1.0)
+    assert wet.words == dry.words and set(wet.conditions) == {"reverb"}
+    assert np.flatnonzero(wet.pcm)[0] == np.flatnonzero(dry.pcm)[0]  # the room adds nothing before the first sound
+    dry_audio, wet_audio = dry.audio.astype(np.float64), wet.audio.astype(np.float64)
+    checked = 0
+    for before, word in zip((None,) + dry.words, dry.words):
+        if before is not None and word.start - before.end < 0.15:
+            continue  # inside a phrase the previous word's reverberation overlaps the onset
+        # The direct path (gain 1, delay 0) brings the word in at its labelled start: energy rises there.
+        start = samples(word.start)
+        if np.mean(dry_audio[start:start + 160] ** 2) < 1e-7:
+            continue  # a stop's closure: nothing to hear yet
+        after, earlier = (np.mean(wet_audio[span] ** 2) for span in (slice(start, start + 320), slice(start - 320, start)))
+        assert after > 4 * earlier, (word, after, earlier)
+        checked += 1
+    assert checked >= 1
+
+
+# ---------------------------------------------------------------- vocabulary files
+
+
+def test_vocabulary_file_takes_first_fields_of_letter_words_only(tmp_path):
+    from framestamp.data.synth_words import read_vocabulary
+
+    path = tmp_path / "words.txt"
+    path.write_text(";;; cmudict-style comment\n# comment\nApple  AE1 P AH0 L\napple(2)  AE1 P L\n\nrock-n-roll\n"
+                    "co2\ncafé\nriver\nstone\napple\n", encoding="utf-8")
+    assert read_vocabulary(path) == ("apple", "river", "stone")
+    (tmp_path / "one.txt").write_text("solo\n")
+    with pytest.raises(InputError, match="1 usable word"):
+        read_vocabulary(tmp_path / "one.txt")
+    with pytest.raises(InputError, match="cannot read"):
+        read_vocabulary(tmp_path / "missing.txt")
+
+
+@pytest.mark.espeak
+@needs_espeak
+def test_clips_draw_from_the_vocabulary_file_and_notice_when_it_changes(tmp_path):
+    from framestamp.data.synth_words import speak_words, vocabulary_source
+
+    path = tmp_path / "words.txt"
+    path.write_text("lantern\nmeadow\nwhistle\ncopper\nharbor\nthistle\n")
+    source = vocabulary_source(path)
+    clip = speak_words(2, min_seconds=2.0, max_seconds=4.0, voices=["en-us"], vocabulary=source)
+    assert {word.text for word in clip.words} <= {"lantern", "meadow", "whistle", "copper", "harbor", "thistle"}
+    path.write_text("lantern\nmeadow\n")
+    with pytest.raises(InputError, match="has changed"):
+        speak_words(2, min_seconds=2.0, max_seconds=4.0, voices=["en-us"], vocabulary=source)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_synth(out, *arguments):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    synth.configure(parser)
+    assert synth.run(parser.parse_args([str(out), *arguments])) == 0
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.espeak
+@needs_espeak
+def test_new_settings_are_recorded_only_when_given(tmp_path):
+    lines = run_synth(tmp_path / "plain", "--tasks", "words", "--count", "1", "--voices", "en-us", "--max-seconds", "4")
+    assert set(lines[0]["source"]["generator"]) == {"name", "seed", "min_seconds", "max_seconds", "voices"}
+    assert "engine" not in lines[0]["source"] and "conditions" not in lines[0]["source"]
+
+
+def test_bad_condition_options_are_input_errors(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    synth.configure(parser)
+    for arguments, message in ((["--noise-snr", "loud"], "--noise-snr takes"), (["--noise-snr", "30,5"], "low <= high"),
+                               (["--noise-kinds", "pink"], "give --noise-snr too"), (["--reverb", "1.5"], "probability"),
+                               (["--noise-snr", "5,30", "--noise-kinds", "hum"], "unknown noise kind")):
+        with pytest.raises(InputError, match=message):
+            synth.condition_settings(parser.parse_args([str(tmp_path), *arguments]))
+
+
+@pytest.mark.flite
+@pytest.mark.festival
+@pytest.mark.espeak
+@pytest.mark.skipif(not (flite.available() and festival.available() and espeak.available()),
+                    reason="needs flite, festival and espeak-ng (apt-get install flite festival festvox-kallpc16k espeak-ng)")
+def test_synth_with_engines_noise_reverb_and_vocabulary_repeats_and_regenerates(tmp_path):
+    (tmp_path / "words.txt").write_text("\n".join(["lantern", "meadow", "whistle", "copper", "harbor", "thistle",
+                                                   "marble", "window", "garden", "silver"]) + "\n")
+    arguments = ["--tasks", "words", "--count", "4", "--seed", "9", "--max-seconds", "5",
+                 "--voices", "flite:slt,festival:kal,flite:kal16,en-us", "--noise-snr", "5,30", "--reverb", "0.5",
+                 "--vocabulary", str(tmp_path / "words.txt")]
+    lines = run_synth(tmp_path / "first", *arguments)
+    run_synth(tmp_path / "second", *arguments, "--workers", "2")
+    files = sorted(path.relative_to(tmp_path / "first") for path in (tmp_path / "first").rglob("*") if path.is_file())
+    assert all((tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes() for name in files)
+
+    clips = {line["audio"]: line["source"] for line in lines}
+    assert {source.get("engine", "espeak") for source in clips.values()} >= {"flite", "festival"}
+    for audio_path, source in clips.items():
+        assert source["conditions"]["noise"]["kind"] in conditions.NOISE_KINDS
+        generator = source["generator"]
+        assert generator["noise_snr"] == [5.0, 30.0] and generator["reverb"] == 0.5
+        assert generator["vocabulary"]["path"] == str((tmp_path / "words.txt").resolve())
+        assert np.array_equal(synth.regenerate(generator), load_audio(tmp_path / "first" / audio_path))
+
+    # A fresh process (its own engines) makes the same bits.
+    audio_path, source = next((path, source) for path, source in clips.items() if source.get("engine") == "festival")
+    program = ("import hashlib, json, sys; from framestamp.data.synth import regenerate; "
+               "print(hashlib.sha256(regenerate(json.loads(sys.argv[1])).tobytes()).hexdigest())")
+    digest = subprocess.run([sys.executable, "-c", program, json.dumps(source["generator"])], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert digest == hashlib.sha256(load_audio(tmp_path / "first" / audio_path).tobytes()).hexdigest()
