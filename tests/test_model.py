@@ -133,3 +133,13 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "ckpt")
     with pytest.raises(InputError, match="not a framestamp checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_a_bf16_model_runs_its_head_in_bf16_too():
+    model = build_model("omni-tiny", HeadConfig(lookahead=2), dtype=torch.bfloat16)
+    assert model.head.projection.weight.dtype == torch.bfloat16
+    mel = torch.randn(1, 128, 200)
+    batch = make_batch(model, mel, torch.tensor([200]), QUESTIONS[:1])
+    with torch.no_grad():
+        scores = model.run_batch(batch).scores
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()  # scores leave as float32 for decoding

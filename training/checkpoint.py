@@ -36,7 +36,10 @@ def build_model(backbone: str = "omni-tiny", head: HeadConfig | None = None, see
     tokenizer = load_tokenizer(backbone) if Path(backbone).is_dir() else preset_tokenizer()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return FrameStampModel(model, info, head or HeadConfig(), tokenizer)
+        built = FrameStampModel(model, info, head or HeadConfig(), tokenizer)
+    if dtype is not None:
+        built.head.to(dtype)  # the head reads the backbone's states: same dtype (bf16 inference)
+    return built
 
 
 def save_checkpoint(model: FrameStampModel, folder: str | Path, features: dict, training: dict | None = None) -> Path:
@@ -122,4 +125,6 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu", dtyp
     head_config = HeadConfig(**description["head"])
     model = FrameStampModel(backbone, info, head_config, load_tokenizer(folder / "tokenizer.json"))
     model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    if dtype is not None:
+        model.head.to(dtype)
     return model.to(device), description
