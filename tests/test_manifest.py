@@ -73,3 +73,19 @@ def test_prompt_templates():
         "When does the 2nd occurrence of the event 'Male singing' occur?"
     assert render_prompt("transcript", {"transcript": "mister verloc"}) == \
         "Transcript:\nmister verloc\nBased on the transcript, output the timestamps for every word"
+
+
+def test_merged_manifests_point_at_the_same_audio_and_refuse_shared_ids(tmp_path):
+    from framestamp.data.merge import merge_manifests
+
+    for name in ("a", "b"):
+        (tmp_path / name / "clips").mkdir(parents=True)
+        (tmp_path / name / "clips" / "x.wav").write_bytes(name.encode())
+        write_manifest(tmp_path / name / "m.jsonl", [Example(id=f"{name}/1", task="speaker", prompt={"occurrence": 1},
+                                                            times=(0.5,), duration=1.0, audio="clips/x.wav")])
+    out = tmp_path / "all" / "m.jsonl"
+    assert merge_manifests(out, [tmp_path / "a" / "m.jsonl", tmp_path / "b" / "m.jsonl"]) == 2
+    merged = read_manifest(out)
+    assert [(out.parent / e.audio).read_bytes() for e in merged] == [b"a", b"b"]
+    with pytest.raises(InputError, match="unique"):
+        merge_manifests(tmp_path / "twice.jsonl", [tmp_path / "a" / "m.jsonl", tmp_path / "a" / "m.jsonl"])
