@@ -143,3 +143,20 @@ def test_a_bf16_model_runs_its_head_in_bf16_too():
     with torch.no_grad():
         scores = model.run_batch(batch).scores
     assert scores.dtype == torch.float32 and torch.isfinite(scores).all()  # scores leave as float32 for decoding
+
+
+def test_init_from_takes_the_backbone_and_shared_head_channels_of_a_checkpoint(tmp_path):
+    from framestamp.training.checkpoint import init_from
+
+    trained = build_model("omni-tiny", HeadConfig(lookahead=1), seed=3)
+    save_checkpoint(trained, tmp_path / "ckpt", features={})
+    fresh = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "inside")), seed=4)
+    inside_before = fresh.head.projection.weight[1].clone()
+    taken = init_from(fresh, tmp_path / "ckpt")
+    assert taken["head_channels"] == ["onset"]
+    for (name, ours), theirs in zip(fresh.backbone.state_dict().items(), trained.backbone.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+    assert torch.equal(fresh.head.projection.weight[0], trained.head.projection.weight[0])
+    assert torch.equal(fresh.head.projection.weight[1], inside_before)  # a new channel starts fresh
+    with pytest.raises(InputError, match="lookahead"):
+        init_from(build_model("omni-tiny", HeadConfig(lookahead=3)), tmp_path / "ckpt")

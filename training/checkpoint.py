@@ -97,6 +97,39 @@ def load_weights(model: FrameStampModel, folder: str | Path) -> None:
                          "resume with the same --backbone and head options") from None
 
 
+def init_from(model: FrameStampModel, folder: str | Path) -> dict:
+    """Start ``model`` from a trained checkpoint's weights (fine-tuning): the whole backbone, and the
+    head's channels that both have (a new channel, e.g. inside, starts fresh). Returns what was taken.
+
+    The backbone shape and the tokenizer must match: token ids index the embedding table.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    description = read_description(folder)
+    saved_tokenizer = (folder / "tokenizer.json").read_text(encoding="utf-8")
+    if json.loads(saved_tokenizer)["model"] != json.loads(model.tokenizer.to_str())["model"]:
+        raise InputError(f"{folder}: its tokenizer differs from this model's; --init needs the same --backbone preset")
+    saved, _ = load_backbone(str(folder / "backbone"), dtype=next(model.backbone.parameters()).dtype)
+    try:
+        model.backbone.load_state_dict(saved.state_dict())
+    except RuntimeError as error:
+        raise InputError(f"{folder}: its backbone does not fit this model ({str(error).splitlines()[0]}); "
+                         "--init needs the same --backbone shape") from None
+    head = load_file(str(folder / "head.safetensors"))
+    saved_channels = list(description["head"]["channels"])
+    ours = model.head.projection
+    if head["projection.weight"].shape[1:] != ours.weight.shape[1:]:
+        raise InputError(f"{folder}: its head reads {head['projection.weight'].shape[2] - 1} following frames; "
+                         "give --init a checkpoint with the same --lookahead")
+    shared = [name for name in model.head_config.channels if name in saved_channels]
+    with torch.no_grad():
+        for name in shared:
+            ours.weight[model.head_config.channels.index(name)] = head["projection.weight"][saved_channels.index(name)]
+            ours.bias[model.head_config.channels.index(name)] = head["projection.bias"][saved_channels.index(name)]
+    return {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps")}
+
+
 def read_description(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / "framestamp.json"
