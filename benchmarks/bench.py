@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from framestamp.runtime.errors import needs_toolkit
+
 # name -> (module, help); latency has its own options, the others pass their arguments through.
 BENCHMARKS = {
     "latency": ("framestamp.benchmarks.latency", "frame-level vs autoregressive timestamps (the paper's Fig. 3)"),
@@ -29,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("arguments", nargs=argparse.REMAINDER, help=f"see python -m {module_name} --help")
 
 
+@needs_toolkit("bench")
 def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(BENCHMARKS[args.benchmark][0])
     if args.benchmark == "latency":

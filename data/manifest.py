@@ -83,8 +83,8 @@ def _is_time(value) -> bool:
 
 def check_example(example: Example) -> None:
     """Raise InputError describing the first thing wrong with ``example``."""
-    if not isinstance(example.id, str) or not example.id:
-        raise InputError("'id' must be a non-empty string")
+    if not isinstance(example.id, str) or not example.id.strip():
+        raise InputError("'id' must be a non-empty string (not blank)")
     if example.task not in TASKS:
         raise InputError(f"unknown task {example.task!r}; expected one of {', '.join(TASKS)}")
     if not isinstance(example.prompt, dict):
@@ -102,6 +102,9 @@ def check_example(example: Example) -> None:
         raise InputError(f"'times' must lie in [0, duration={example.duration}], got {list(times)}")
     if example.task != "transcript" and len(times) != 1:
         raise InputError(f"a {example.task!r} question asks for one time, got {len(times)}")
+    if example.task == "transcript" and len(times) != len(example.prompt["transcript"].split()):
+        raise InputError(f"a transcript of {len(example.prompt['transcript'].split())} words needs as many times "
+                         f"(each word's start), got {len(times)}")
     if example.ends is not None:
         ends = example.ends
         if not isinstance(ends, (list, tuple)) or len(ends) != len(times) or not all(_is_time(e) for e in ends):
@@ -140,12 +143,23 @@ def example_from_json(record) -> Example:
 
 def iter_manifest(path: str | Path) -> Iterator[Example]:
     """Yield the examples of a JSONL manifest; a bad line raises ManifestError naming file and line."""
+    for _, example in iter_numbered(path):
+        yield example
+
+
+def iter_numbered(path: str | Path) -> Iterator[tuple[int, Example]]:
+    """``(line number, example)`` for each example of a JSONL manifest; a bad line raises ManifestError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such manifest file")
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ManifestError(path, number, f"not valid UTF-8 (byte {error.start + 1} of the line); "
+                                                  "manifests are UTF-8 JSON lines") from None
             if not line.strip():
                 continue
             try:
@@ -157,7 +171,20 @@ def iter_manifest(path: str | Path) -> Iterator[Example]:
             if example.id in seen:
                 raise ManifestError(path, number, f"duplicate id {example.id!r} (first on line {seen[example.id]})")
             seen[example.id] = number
-            yield example
+            yield number, example
+
+
+def check_audio_files(path: str | Path) -> None:
+    """Refuse a manifest whose audio files are not all there, naming the first lines that lack one.
+
+    Run before training starts: a missing file would otherwise surface only when its batch comes up."""
+    path = Path(path)
+    missing = [(number, example.audio_path(path.parent)) for number, example in iter_numbered(path)
+               if example.audio is not None and not example.audio_path(path.parent).is_file()]
+    if missing:
+        number, audio = missing[0]
+        more = f" (and {len(missing) - 1} more line(s))" if len(missing) > 1 else ""
+        raise ManifestError(path, number, f"audio file {audio} does not exist{more}")
 
 
 def read_manifest(path: str | Path) -> list[Example]:

@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from framestamp.runtime.artifact import (ARTIFACT_FORMAT, DECODER, ENCODER, ENGINES, MANIFEST, PRECISIONS, SCHEMA_VERSION,
-                                         TOKENIZER, file_hashes, read_manifest)
-from framestamp.runtime.errors import InputError
+from framestamp.runtime.artifact import (ARTIFACT_FORMAT, DECODER, ENCODER, ENGINES, FACTS_KEY, MANIFEST, PRECISIONS,
+                                         SCHEMA_VERSION, TOKENIZER, facts_sha256, file_hashes, read_manifest)
+from framestamp.runtime.errors import InputError, needs_toolkit
 from framestamp.runtime.files import atomic_path
 
 
@@ -102,24 +102,40 @@ def export_fp32(checkpoint: Path, out: Path, opset: int = 18, slim: bool = True)
     from framestamp.training.checkpoint import load_checkpoint
 
     model, description = load_checkpoint(checkpoint)
-    metadata = graph_metadata(description, "fp32", opset)
     manifest = {
         "format": ARTIFACT_FORMAT, "schema_version": SCHEMA_VERSION, "framestamp_version": __version__,
         "libraries": library_versions(), "precision": "fp32", "opset": opset,
         "backbone": description["backbone"], "head": description["head"],
         "frame_seconds": description["frame_seconds"], "channels": description["head"]["channels"],
         "features": description["features"], "prompts": description["prompts"],
-        "limits": {"max_mel_frames": model.info.fixed_mel_frames, "chunk_mel_frames": model.info.encoder_chunk_mel_frames},
+        "limits": {"max_mel_frames": model.info.fixed_mel_frames, "chunk_mel_frames": model.info.encoder_chunk_mel_frames,
+                   **decoder_limits(model)},
         "source": {"checkpoint": str(checkpoint), "training_command": description.get("training", {}).get("command")},
-        "trained_on": {"tasks": description.get("training", {}).get("tasks"),
-                       "event_labels": description.get("training", {}).get("event_labels")},
+        "trained_on": trained_on(description),
+        # Thresholds measured on held-out data for the runtime's warnings (benchmarks/confidence.py --warnings).
+        "warning_thresholds": description.get("warning_thresholds") or {},
     }
+    # Each graph carries the manifest's facts hash: an edited manifest no longer matches its graphs.
+    metadata = {**graph_metadata(description, "fp32", opset), FACTS_KEY: facts_sha256(manifest)}
     with atomic_path(out) as folder:
         folder.mkdir()
         shutil.copy2(Path(checkpoint) / TOKENIZER, folder / TOKENIZER)
         manifest["graphs"] = export_model(model, folder, opset, slim, metadata)
         write_manifest(folder, manifest)
     return manifest
+
+
+def decoder_limits(model) -> dict:
+    """The decoder's position range and attention heads: the runtime's length limit and memory estimate."""
+    text = getattr(model.backbone.config, "text_config", model.backbone.config)
+    return {"max_positions": getattr(text, "max_position_embeddings", None),
+            "attention_heads": getattr(text, "num_attention_heads", None)}
+
+
+def trained_on(description: dict) -> dict:
+    """What the checkpoint's training saw, for the runtime's refusals and warnings; None where not recorded."""
+    training = description.get("training", {})
+    return {name: training.get(name) for name in ("tasks", "event_labels", "vocabulary", "max_seconds")}
 
 
 def convert_artifact(fp32_artifact: Path, out: Path, precision: str, calibration: Calibration | None = None) -> dict:
@@ -143,7 +159,7 @@ def convert_artifact(fp32_artifact: Path, out: Path, precision: str, calibration
                 calibration.keep_head_float, calibration.weights_only)
         for name, entry in manifest["graphs"].items():
             path = folder / entry["file"]
-            _restamp(path, {"precision": precision})
+            _restamp(path, {**_metadata_of(Path(fp32_artifact) / entry["file"]), "precision": precision})
             manifest["graphs"][name] = {**graph_entry(path), "dynamic_axes": entry["dynamic_axes"]}
         write_manifest(folder, manifest)
     return manifest
@@ -155,6 +171,12 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 
     manifest["files"] = file_hashes(folder)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _metadata_of(path: Path) -> dict:
+    import onnx
+
+    return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _restamp(path: Path, changes: dict) -> None:
@@ -191,6 +213,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                   "(default: only MatMul/Conv/Gemm with a constant weight)")
 
 
+@needs_toolkit("export")
 def run(args: argparse.Namespace) -> int:
     import json
 

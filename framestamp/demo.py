@@ -14,6 +14,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from framestamp.runtime.errors import needs_toolkit
+
 SHIPPED_MODEL = Path(__file__).parent / "models" / "omni-tiny-synth"
 HELD_OUT_VOICES = "en-029,en-us-nyc"
 
@@ -29,6 +31,7 @@ def step(number: int, text: str) -> None:
     print(f"\n{number}. {text}", flush=True)
 
 
+@needs_toolkit("demo")
 def run(args: argparse.Namespace) -> int:
     from framestamp.cli import main as framestamp_main
     from framestamp.data.manifest import read_manifest

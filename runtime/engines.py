@@ -17,18 +17,22 @@ from framestamp.runtime.artifact import DECODER, DECODER_INPUTS, ENCODER, ENCODE
 from framestamp.runtime.errors import FramestampError, InputError
 
 ENGINE_FORMAT = "framestamp-engine"
+ENGINE_KEYS = {"engine": str, "tensorrt_version": str, "precision": str, "gpu": dict, "limits": dict}
 
 
 def gpu_identity() -> dict:
     """The GPU engines are built for: name and compute capability (from nvidia-smi, beside every driver)."""
     try:
-        line = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                              capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
+        lines = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                               capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
         raise InputError("no NVIDIA GPU found (nvidia-smi failed): TensorRT engines are built on the GPU "
                          "they will run on") from None
-    name, capability = (part.strip() for part in line.split(","))
-    return {"name": name, "compute_capability": capability}
+    parts = [part.strip() for part in lines[0].split(",")] if lines else []
+    if len(parts) != 2 or not all(parts):
+        raise InputError(f"nvidia-smi did not name a GPU and its compute capability (printed {lines[:1] or 'nothing'}); "
+                         "check the NVIDIA driver: TensorRT engines are built on the GPU they will run on")
+    return {"name": parts[0], "compute_capability": parts[1]}
 
 
 def check_engine_manifest(engine_manifest: dict, tensorrt_version: str, gpu: dict) -> None:
@@ -47,9 +51,18 @@ def read_engine_manifest(engine: str | Path) -> dict:
     path = Path(engine).with_suffix(".json")
     if not path.is_file():
         raise InputError(f"{engine}: no engine manifest {path.name} beside it; rebuild with `framestamp build-engine`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != ENGINE_FORMAT:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error}); rebuild with `framestamp build-engine`") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != ENGINE_FORMAT:
         raise InputError(f"{path}: not a framestamp engine manifest")
+    missing = [key for key, kind in ENGINE_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    gpu = manifest.get("gpu") if isinstance(manifest.get("gpu"), dict) else {}
+    missing += [f"gpu.{key}" for key in ("name", "compute_capability") if not isinstance(gpu.get(key), str)]
+    if missing:
+        raise InputError(f"{path}: engine manifest lacks (or has the wrong type for) {', '.join(missing)}; "
+                         "rebuild with `framestamp build-engine`")
     return manifest
 
 

@@ -21,18 +21,20 @@ SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synt
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", type=Path, help="an audio file soundfile reads (wav, flac, ogg, ...)")
-    question = parser.add_mutually_exclusive_group(required=True)
-    question.add_argument("--word", help="when the word starts (its --occurrence-th time)")
+    question = parser.add_mutually_exclusive_group()
+    question.add_argument("--word", help="when the word starts (its --occurrence-th time); case and punctuation "
+                          "do not matter (Dog, == dog)")
     question.add_argument("--speaker", type=int, metavar="K", help="when the K-th speaker starts speaking")
     question.add_argument("--event", metavar="LABEL", help="when the event starts (its --occurrence-th time)")
-    question.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT")
-    parser.add_argument("--occurrence", type=int, default=1, help="k-th occurrence for --word/--event (default 1)")
+    parser.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT; with --word, only "
+                        "checks that the word occurs in TEXT at least --occurrence times")
+    parser.add_argument("--occurrence", type=int, help="k-th occurrence for --word/--event (default 1)")
     parser.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT,
                         help="artifact folder from `framestamp export` (default: the shipped model's)")
     parser.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")
-    parser.add_argument("--precision", choices=("fp16", "int8"), default="fp16", help="which engines (tensorrt backend)")
+    parser.add_argument("--precision", choices=("fp16", "int8"), help="which engines (tensorrt backend only; default fp16)")
     parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
                         help="'ordered' (default) puts a transcript's words on distinct frames, jointly; "
                              "'posterior' is the paper's per-event posterior mode (words may share a frame)")
@@ -48,17 +50,21 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.formats import render
     from framestamp.runtime.locator import Locator
 
+    check_arguments(args)
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
                       precision=args.precision, decoding=args.decoding)
     options = {"with_intensity": args.plot is not None}
+    occurrence = args.occurrence or 1
     if args.word is not None:
-        result = locator.word(args.audio, args.word, args.occurrence, **options)
+        result = locator.word(args.audio, args.word, occurrence, transcript=args.transcript, **options)
     elif args.speaker is not None:
         result = locator.speaker(args.audio, args.speaker, **options)
     elif args.event is not None:
-        result = locator.event(args.audio, args.event, args.occurrence, **options)
+        result = locator.event(args.audio, args.event, occurrence, **options)
     else:
         result = locator.transcript(args.audio, args.transcript, **options)
+    for warning in result.warnings:
+        print(f"framestamp locate: warning: {warning}", file=sys.stderr)
     if args.min_confidence > 0:
         kept = result.confident(args.min_confidence)
         if len(kept.times) < len(result.times):
@@ -70,6 +76,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}", file=sys.stderr)
     sys.stdout.write(render(result, args.format))
     return 0
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse a command line with no question, or with options that would do nothing."""
+    from framestamp.runtime.errors import InputError
+
+    if args.word is None and args.speaker is None and args.event is None and args.transcript is None:
+        raise InputError("ask one question: --word, --speaker, --event or --transcript")
+    if args.transcript is not None and (args.speaker is not None or args.event is not None):
+        raise InputError("--transcript goes alone, or with --word to check the word's occurrences in it")
+    if args.occurrence is not None and args.word is None and args.event is None:
+        raise InputError("--occurrence counts a --word's or an --event's occurrences; "
+                         + ("--speaker K already says which speaker" if args.speaker is not None
+                            else "a --transcript asks about every word"))
+    if args.precision is not None and args.backend != "tensorrt":
+        raise InputError("--precision picks TensorRT engines (--backend tensorrt); ONNX Runtime runs the artifact at the "
+                         "precision it was exported with: pick it with --artifact")
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise InputError(f"--min-confidence is a probability in [0, 1], got {args.min_confidence:g}")
 
 
 def plot(audio: Path, result, out: Path) -> None:

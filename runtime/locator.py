@@ -17,16 +17,22 @@ from typing import Sequence
 
 import numpy as np
 
-from framestamp.runtime.artifact import GraphSessions, TOKENIZER, read_manifest
+from framestamp.runtime import caveats
+from framestamp.runtime.artifact import MANIFEST, TOKENIZER, ArtifactError, GraphSessions, read_manifest
 from framestamp.runtime.audio import load_audio, to_model_rate
 from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
-from framestamp.runtime.prompts import (PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
+from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         prompt_ids, render_prompt, special_token_id)
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
+DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
+AUDIO_FRAMES_PER_SECOND = 25
+ATTENTION_COPIES = 6  # see attention_bytes
+FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
+MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 
 
 @dataclass(frozen=True)
@@ -92,41 +98,56 @@ class Locator:
     """
 
     def __init__(self, artifact: str | Path, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None, precision: str = "fp16", batch_size: int = 8,
+                 threads: int | None = None, precision: str | None = None, batch_size: int = 8,
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
-                 decoding: str = "ordered"):
-        from tokenizers import Tokenizer
-
+                 decoding: str = "ordered", count_check: bool = True):
         self.decoding = check_decoding(decoding)
+        _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
         self.folder = Path(artifact)
         self.manifest = read_manifest(self.folder, verify=verify)
         self.backend = backend
         if backend == "onnxruntime":
             self.graphs = GraphSessions.open(self.folder, providers, threads, verify=False)
             limits = {}
-        elif backend == "tensorrt":
+        else:
             from framestamp.runtime.engines import EngineGraphs
 
-            self.graphs = EngineGraphs(self.folder, precision)
+            self.graphs = EngineGraphs(self.folder, precision or "fp16")
             limits = self.graphs.limits
-        else:
-            raise InputError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
         self.engine_limits = bool(limits)
         self.max_batch = limits.get("max_batch")
         self.batch_size = min(batch_size, self.max_batch or batch_size)
-        encoder_limit = (self.manifest["limits"].get("max_mel_frames") or 0) / 100  # Qwen2-Audio: 30 s
-        ceilings = [seconds for seconds in (max_seconds, limits.get("max_seconds"), encoder_limit) if seconds]
+        model_limits = self.manifest["limits"]
+        self.max_positions = model_limits.get("max_positions")  # the decoder's position range
+        self.attention_heads = model_limits.get("attention_heads")  # sizes the memory estimate
+        self.max_prompt_tokens = (max_prompt_tokens or limits.get("max_prompt_tokens")
+                                  or min(DEFAULT_MAX_PROMPT_TOKENS, (self.max_positions or 4 * DEFAULT_MAX_PROMPT_TOKENS) // 4))
+        encoder_limit = (model_limits.get("max_mel_frames") or 0) / 100  # Qwen2-Audio: 30 s
+        positions_limit = ((self.max_positions - self.max_prompt_tokens - 8) / AUDIO_FRAMES_PER_SECOND
+                           if self.max_positions else None)
+        ceilings = [seconds for seconds in (max_seconds, limits.get("max_seconds"), encoder_limit, positions_limit)
+                    if seconds]
         self.max_seconds = min(ceilings) if ceilings else None
-        self.max_prompt_tokens = max_prompt_tokens or limits.get("max_prompt_tokens")
-        self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER))
+        self.tokenizer = _open_tokenizer(self.folder / TOKENIZER)
         self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)
-        self.settings = FeatureSettings.from_json(self.manifest["features"])
+        try:
+            self.settings = FeatureSettings.from_json(self.manifest["features"])
+        except InputError as error:
+            raise ArtifactError(f"{self.folder / MANIFEST}: {error}; re-export the artifact") from None
         self.objective = self.manifest["head"]["objective"]
         if self.objective == "tokens":
             raise InputError(f"{artifact}: a token-baseline model has no frame head to time with")
+        if self.objective not in FRAME_OBJECTIVES:
+            raise ArtifactError(f"{self.folder / MANIFEST}: unknown head objective {self.objective!r}; expected one of "
+                                f"{', '.join(FRAME_OBJECTIVES)}")
         self.frame_seconds = self.manifest["frame_seconds"]
         trained_on = self.manifest.get("trained_on") or {}
         self.event_labels = trained_on.get("event_labels")
+        # None where the artifact does not record them: then there is no such warning.
+        self.max_trained_seconds = trained_on.get("max_seconds")
+        self.vocabulary = frozenset(trained_on["vocabulary"]) if trained_on.get("vocabulary") else None
+        self.absent_below = (self.manifest.get("warning_thresholds") or {}).get("absent_below") or {}
+        self.count_check = bool(count_check)
 
     # ------------------------------------------------------------------------------ questions
     def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:
@@ -164,18 +185,61 @@ class Locator:
 
     # ------------------------------------------------------------------------------ batches
     def run(self, queries: Sequence[Query]) -> list[Timestamps]:
-        """Answer ``queries`` in batches of ``batch_size`` (one forward pass each); results in input order."""
-        prepared = [self._prepare(query) for query in queries]
-        order = sorted(range(len(prepared)), key=lambda i: prepared[i][1].shape[1])  # similar lengths together
-        results: list[Timestamps | None] = [None] * len(prepared)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for index, result in zip(chunk, self._forward([prepared[i] for i in chunk])):
-                results[index] = result
+        """Answer ``queries`` in batches of ``batch_size`` (one forward pass each); results in input order.
+
+        A k-th occurrence question also asks for occurrences 1..k-1 in the same passes (``count_check``):
+        their answers are only used to warn when the k-th lands on an earlier one.
+        """
+        if isinstance(queries, (Query, str, bytes)) or not isinstance(queries, Sequence):
+            raise InputError(f"run() takes a list of Query objects, e.g. run([query]); got {type(queries).__name__}")
+        asked = [self._prepare(query) for query in queries]
+        earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
+        everything = asked + [one for group in earlier for one in group]
+        answers: list[tuple[Timestamps, float] | None] = [None] * len(everything)
+        for chunk in self._batches(everything):
+            for index, answer in zip(chunk, self._forward([everything[i] for i in chunk])):
+                answers[index] = answer
+        results, position = [], len(asked)
+        for index, (one, group) in enumerate(zip(asked, earlier)):
+            before = {other.occurrence: answers[position + i][0].times[0] for i, other in enumerate(group)}
+            position += len(group)
+            results.append(self._with_warnings(one, *answers[index], before))
         return results
 
-    def _prepare(self, query: Query):
-        question, count, words = self._question(query)
+    def _earlier_occurrences(self, one: "_Asked") -> list["_Asked"]:
+        """For the k-th occurrence of something, the questions for occurrences 1..k-1 on the same audio."""
+        if not self.count_check or one.occurrence is None or one.occurrence < 2 or one.count != 1:
+            return []
+        group = []
+        for number in range(1, min(one.occurrence, MAX_COUNT_CHECK + 1)):
+            fields = {**one.fields, "occurrence": number}
+            question = render_prompt(one.query.task, fields)
+            ids = prompt_ids(self.tokenizer, question, one.frames)
+            group.append(replace(one, fields=fields, question=question, ids=ids, occurrence=number,
+                                 query=replace(one.query, with_intensity=False)))
+        return group
+
+    def _with_warnings(self, one: "_Asked", answer: Timestamps, peak_score: float, earlier: dict[int, float]) -> Timestamps:
+        task, fields = one.query.task, one.fields
+        warnings = [caveats.longer_than_trained(one.seconds, self.max_trained_seconds)]
+        if task == "word":
+            warnings.append(caveats.outside_vocabulary([fields["word"]], self.vocabulary))
+        elif task == "transcript":
+            warnings.append(caveats.outside_vocabulary(fields["transcript"].split(), self.vocabulary))
+        if earlier:
+            thing = {"word": f"{fields.get('word')!r}", "event": f"{fields.get('event')!r} event",
+                     "speaker": "speaker"}[task]
+            warnings.append(caveats.occurrence_unsupported(task, thing, one.occurrence, answer.times[0], earlier))
+        if task in ("word", "event", "speaker"):
+            thing = {"word": f"the word {fields.get('word')!r}", "event": f"the {fields.get('event')!r} event",
+                     "speaker": f"a {ordinal(one.occurrence)} speaker"}[task]
+            warnings.append(caveats.probably_absent(thing, peak_score, self.absent_below.get(task)))
+        return replace(answer, warnings=tuple(w for w in warnings if w))
+
+    def _prepare(self, query: Query) -> "_Asked":
+        if not isinstance(query, Query):
+            raise InputError(f"run() takes a list of Query objects, got {type(query).__name__} in it")
+        question, count, words, fields = self._question(query)
         samples = self._samples(query)
         mel = log_mel(samples, self.settings, source=self._name(query))
         frames = audio_frames_for_mel(mel.shape[1])
@@ -188,15 +252,42 @@ class Locator:
         if count > frames:
             raise InputError(f"asked for {count} times in {frames} frames of audio: a clip of "
                              f"{len(samples) / self.settings.sample_rate:.2f} s holds at most one time per 40 ms frame")
-        return query, mel, ids, question, count, len(samples) / self.settings.sample_rate, words
+        self._check_fits(len(ids[0]), len(samples) / self.settings.sample_rate, self._name(query))
+        return _Asked(query, fields, question, count, words, mel, frames, ids, len(samples) / self.settings.sample_rate,
+                      fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
 
-    def _question(self, query: Query) -> tuple[str, int, tuple[str, ...] | None]:
-        """The question text as training wrote it, how many times it asks for, and a transcript's words."""
+    def _check_fits(self, positions: int, seconds: float, name: str) -> None:
+        """Refuse, before the graphs allocate anything, an example past the decoder's positions or this machine's memory."""
+        if self.max_positions and positions > self.max_positions:
+            raise InputError(f"{name}: {seconds:.1f} s of audio and the question make {positions} positions, more than "
+                             f"the {self.max_positions} the model's decoder takes; split the audio")
+        needed, free = attention_bytes(positions, self.attention_heads), available_memory()
+        if free is not None and needed > free:
+            raise InputError(f"{name}: {seconds:.1f} s of audio needs about {needed / 2**30:.1f} GiB of memory for the "
+                             f"decoder's attention, and {free / 2**30:.1f} GiB is free: split the audio into shorter pieces")
+
+    def _batches(self, asked: list["_Asked"]) -> list[list[int]]:
+        """Indices of ``asked`` in batches of similar length, at most ``batch_size`` each and small enough for memory."""
+        order = sorted(range(len(asked)), key=lambda i: asked[i].mel.shape[1])
+        free = available_memory() if self.attention_heads else None
+        batches: list[list[int]] = []
+        for index in order:
+            if batches and len(batches[-1]) < self.batch_size:
+                longest = max(len(asked[i].ids[0]) for i in batches[-1] + [index])
+                if free is None or (len(batches[-1]) + 1) * attention_bytes(longest, self.attention_heads) <= free:
+                    batches[-1].append(index)
+                    continue
+            batches.append([index])
+        return batches
+
+    def _question(self, query: Query) -> tuple[str, int, tuple[str, ...] | None, dict]:
+        """The question text as training wrote it, how many times it asks for, a transcript's words as the
+        caller wrote them, and the prompt fields as asked."""
         if query.task == "raw":
             if not isinstance(query.question, str) or not query.question.strip():
                 raise InputError("a raw question needs its text")
             check_free_text("question", query.question)
-            question, words = query.question, None
+            question, words, fields = query.question, None, {}
         else:
             fields, words = self._training_fields(query)
             question = render_prompt(query.task, fields)
@@ -208,7 +299,7 @@ class Locator:
                 raise InputError(f"a transcript of {len(words)} words returns {len(words)} times; count {count} "
                                  "does not fit (leave it out)")
             count = len(words)
-        return question, count, words
+        return question, count, words, fields
 
     def _training_fields(self, query: Query) -> tuple[dict, tuple[str, ...] | None]:
         """The query's prompt fields spelled as in training, and for a transcript the words as the caller wrote them."""
@@ -239,7 +330,7 @@ class Locator:
         if isinstance(query.audio, (str, Path)):
             if query.rate is not None:
                 raise InputError(f"{name}: rate is for arrays; a file carries its own")
-            samples = load_audio(query.audio)
+            samples = load_audio(query.audio, None if self.engine_limits else self.max_seconds)
         elif isinstance(query.audio, np.ndarray):
             if query.rate is None:
                 raise InputError("an audio array needs its sample rate: pass rate=")
@@ -256,31 +347,50 @@ class Locator:
                              f"{'this engine' if self.engine_limits else 'this model'} takes; {fix}")
         if float(np.abs(samples).max()) < SILENCE_PEAK:
             raise InputError(f"{name}: the audio is silent (peak below -80 dBFS): there is nothing to time")
+        if float(samples.max() - samples.min()) < 2 * SILENCE_PEAK:
+            raise InputError(f"{name}: the audio is a constant offset (DC) with no sound on it: there is nothing to time")
         return samples
 
     @staticmethod
     def _name(query: Query) -> str:
         return str(query.audio) if isinstance(query.audio, (str, Path)) else "audio array"
 
-    def _forward(self, prepared) -> list[Timestamps]:
-        mels = [mel for _, mel, *_ in prepared]
-        mel_lengths = np.array([mel.shape[1] for mel in mels], dtype=np.int64)
-        batch = np.zeros((len(mels), mels[0].shape[0], int(mel_lengths.max())), dtype=np.float32)
-        for row, mel in enumerate(mels):
-            batch[row, :, : mel.shape[1]] = mel  # zero padding, as training's batches
-        input_ids, attention_mask, audio_start = pad_prompts([ids for _, _, ids, *_ in prepared], self.pad_id)
+    def _forward(self, asked: list["_Asked"]) -> list[tuple[Timestamps, float]]:
+        """One forward pass over ``asked``: each answer, and the peak of its head's scores."""
+        mel_lengths = np.array([one.mel.shape[1] for one in asked], dtype=np.int64)
+        batch = np.zeros((len(asked), asked[0].mel.shape[0], int(mel_lengths.max())), dtype=np.float32)
+        for row, one in enumerate(asked):
+            batch[row, :, : one.mel.shape[1]] = one.mel  # zero padding, as training's batches
+        input_ids, attention_mask, audio_start = pad_prompts([one.ids for one in asked], self.pad_id)
         audio, frame_counts = self.graphs.encode(batch, mel_lengths)
         scores = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)[..., 0]
         results = []
-        for row, (query, _, _, question, count, seconds, words) in enumerate(prepared):
+        for row, one in enumerate(asked):
             frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
-            times = decode_events(frame_scores, count, self.objective, self.decoding, self.frame_seconds)
+            times = decode_events(frame_scores, one.count, self.objective, self.decoding, self.frame_seconds)
             confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
-            results.append(Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
-                                      duration=seconds, words=words, frame_seconds=self.frame_seconds,
-                                      confidence=tuple(float(c) for c in confidence),
-                                      log_intensity=frame_scores.astype(np.float32) if query.with_intensity else None))
+            answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
+                                duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
+                                confidence=tuple(float(c) for c in confidence),
+                                log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None)
+            results.append((answer, float(frame_scores.max())))
         return results
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One query made ready for the graphs: its question as training wrote it, features and prompt ids."""
+
+    query: Query
+    fields: dict  # prompt fields as asked (spelled as in training)
+    question: str
+    count: int
+    words: tuple[str, ...] | None  # a transcript's words as the caller wrote them
+    mel: np.ndarray = field(repr=False)
+    frames: int = 0
+    ids: tuple = field(default=(), repr=False)  # (prompt ids, audio start)
+    seconds: float = 0.0
+    occurrence: int | None = None  # the k of a k-th occurrence (or k-th speaker) question
 
 
 def _one_word(word) -> str:
@@ -295,3 +405,67 @@ def _one_word(word) -> str:
         raise InputError(f"{word!r} is {len(spelled.split())} words; ask about one word (its --occurrence), "
                          "or give them all as a transcript")
     return spelled
+
+
+def _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens) -> None:
+    """Refuse Locator options that cannot work, or that would do nothing, before opening anything."""
+    if backend not in ("onnxruntime", "tensorrt"):
+        raise InputError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
+    if precision is not None and backend == "onnxruntime":
+        raise InputError("precision picks TensorRT engines (backend='tensorrt'); ONNX Runtime runs the artifact at the "
+                         "precision it was exported with: choose the artifact instead")
+    if precision is not None and precision not in ("fp16", "int8"):
+        raise InputError(f"precision must be 'fp16' or 'int8' (the engines `framestamp build-engine` builds), got {precision!r}")
+    if isinstance(providers, str) or not isinstance(providers, Sequence) or not providers or not all(
+            isinstance(name, str) and name for name in providers):
+        raise InputError(f"providers must be a non-empty list of ONNX Runtime provider names, got {providers!r}")
+    for name, value in (("batch_size", batch_size), ("threads", threads), ("max_prompt_tokens", max_prompt_tokens)):
+        if (value is not None or name == "batch_size") and (
+                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not np.isfinite(max_seconds) or max_seconds <= 0):
+        raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+
+
+def _open_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; re-export the artifact")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:  # noqa: BLE001 (tokenizers raises a bare Exception for a file it cannot parse)
+        raise ArtifactError(f"{path}: not a tokenizer tokenizers can read ({str(error).splitlines()[0][:200]}); "
+                            "re-export the artifact") from None
+    for token in (PAD_TOKEN, AUDIO_START, AUDIO_TOKEN, AUDIO_END):
+        special_token_id(tokenizer, token)
+    return tokenizer
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the smaller of the system's available memory and the
+    cgroup's remaining limit, where they can be read (Linux); None elsewhere."""
+    candidates = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            candidates.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(candidates) if candidates else None
+
+
+def attention_bytes(positions: int, heads: int | None) -> int:
+    """Peak memory one example of ``positions`` tokens needs in the decoder: its attention scores.
+
+    ONNX Runtime holds several (positions x positions) float32 score matrices per head at once; the
+    shipped model peaked at ~6 x heads x positions^2 x 4 bytes (1.9 GB at 180 s, 20 GB at 10 minutes).
+    """
+    return ATTENTION_COPIES * (heads or 0) * positions * positions * 4

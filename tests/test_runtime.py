@@ -80,7 +80,8 @@ def test_each_method_asks_the_training_question_with_the_same_ids(clips, locator
     prompts = {"word": {"word": "doctor", "occurrence": 2}, "speaker": {"occurrence": 3},
                "event": {"event": "Dog", "occurrence": 1}, "transcript": {"transcript": "the doctor came late"}}
     for task, result in asked.items():
-        question = Example(id="q", task=task, prompt=prompts[task], times=(0.1,), duration=1.0, audio="x").question
+        times = (0.1,) * len(prompts[task].get("transcript", "one").split())  # a transcript has a time per word
+        question = Example(id="q", task=task, prompt=prompts[task], times=times, duration=1.0, audio="x").question
         assert result.question == question
         assert locator.tokenizer.encode(question).ids == training_tokenizer.encode(question).ids
     assert asked["transcript"].words == ("the", "doctor", "came", "late") and len(asked["transcript"].times) == 4

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from framestamp.data.manifest import balanced_subset, read_manifest
+    from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import AudioCache, collate, length_filter
@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if args.train is None:
         raise InputError("give a training manifest with --train, or --synth TASKS to generate one")
 
+    for manifest in (args.train, args.eval):
+        if manifest is not None:
+            check_audio_files(manifest)  # every line's audio, before step 1 rather than when its batch comes up
     train_examples = length_filter(read_manifest(args.train), args.min_seconds, args.max_seconds)
     if not train_examples:
         raise InputError(f"{args.train}: no training examples left after the length filter")
@@ -191,9 +194,12 @@ def run(args: argparse.Namespace) -> int:
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
                 "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict(),
                 "aids": model.aids.to_json(),
-                # What the model was asked about: the runtime refuses an event label it never saw.
+                # What the model was asked about: the runtime refuses an event label it never saw, and
+                # warns about words it never heard asked about and audio longer than any it trained on.
                 "tasks": sorted({example.task for example in train_examples}),
-                "event_labels": sorted({example.prompt["event"] for example in train_examples if example.task == "event"})}
+                "event_labels": sorted({example.prompt["event"] for example in train_examples if example.task == "event"}),
+                "vocabulary": trained_vocabulary(train_examples),
+                "max_seconds": max(example.duration for example in train_examples)}
 
     eval_fn = None
     if eval_examples:
@@ -218,6 +224,19 @@ def run(args: argparse.Namespace) -> int:
         if final_metrics:
             print(json.dumps(final_metrics, indent=2))
     return 0
+
+
+def trained_vocabulary(examples) -> list[str]:
+    """Every word a word or transcript question asked about, as the runtime spells them (sorted)."""
+    from framestamp.runtime.prompts import normalize_transcript, normalize_word
+
+    words = set()
+    for example in examples:
+        if example.task == "word":
+            words.add(normalize_word(example.prompt["word"]))
+        elif example.task == "transcript":
+            words.update(said for _, said in normalize_transcript(example.prompt["transcript"]))
+    return sorted(words)
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
