@@ -163,3 +163,88 @@ def test_every_answer_carries_its_confidence(clips, locator, capsys):
     dropped = len(result.times) - len(kept.times)
     assert len(printed["times"]) == len(kept.times) and all(c >= threshold - 1e-3 for c in printed["confidence"])
     assert (f"dropped {dropped} of {len(result.times)}" in err) == (dropped > 0)
+
+
+# --------------------------------------------------------------------------------------------- warnings
+class ScriptedGraphs:
+    """Stands in for the ONNX graphs: the k-th occurrence question peaks where ``peak_frame(k)`` says, at ``height``."""
+
+    def __init__(self, tokenizer, peak_frame, height=10.0):
+        self.tokenizer, self.peak_frame, self.height = tokenizer, peak_frame, height
+
+    def encode(self, mel, mel_lengths):
+        frames = np.asarray(mel_lengths) // 4
+        return np.zeros((len(mel), int(frames.max()), 4), np.float32), frames
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        import re
+
+        scores = np.zeros((len(input_ids), audio.shape[1], 1), np.float32)
+        for row, ids in enumerate(input_ids):
+            found = re.search(r"(\d+)(st|nd|rd|th) ", self.tokenizer.decode(ids.tolist()))
+            k = int(found.group(1)) if found else 1
+            scores[row, self.peak_frame(k), 0] = self.height
+        return scores
+
+
+@pytest.fixture()
+def scripted(clips):
+    """A Locator on the shipped artifact whose graphs answer as scripted, with known training facts."""
+    def make(peak_frame, height=10.0, **trained):
+        locator = Locator(ARTIFACT, threads=1)
+        locator.graphs = ScriptedGraphs(locator.tokenizer, peak_frame, height)
+        locator.max_trained_seconds = trained.get("max_seconds")
+        locator.vocabulary = trained.get("vocabulary")
+        locator.absent_below = trained.get("absent_below", {})
+        return locator
+    return make
+
+
+def test_an_occurrence_landing_on_an_earlier_one_is_flagged(clips, scripted):
+    audio, _ = audio_of(clips, "speaker")
+    stuck = scripted(lambda k: 20 + 10 * min(k, 2))  # the clip "holds" two speakers: 3rd and later land on the 2nd
+    assert stuck.speaker(audio, 2).warnings == ()
+    (warning,) = stuck.speaker(audio, 5).warnings
+    assert "5th speaker" in warning and "same moment as the 2nd" in warning and "fewer than 5" in warning
+    assert "before the 1st" in scripted(lambda k: 40 - 10 * k).event(audio, "Dog", 2).warnings[0]
+    moving = scripted(lambda k: 10 * k)
+    assert moving.word(audio, "dog", 4).warnings == ()
+    stuck.count_check = False  # Locator(..., count_check=False): earlier occurrences are not asked
+    assert stuck.speaker(audio, 5).warnings == ()
+
+
+def test_words_outside_the_training_vocabulary_are_flagged(clips, scripted):
+    audio, _ = audio_of(clips, "word")
+    locator = scripted(lambda k: 30, vocabulary=frozenset({"dog", "mother"}))
+    assert locator.word(audio, "Mother").warnings == ()
+    assert "not trained on the word(s) 'zebra'" in locator.word(audio, "zebra").warnings[0]
+    (warning,) = locator.transcript(audio, "the dog saw a zebra").warnings
+    assert "'the', 'saw', 'a', 'zebra'" in warning
+    assert scripted(lambda k: 30).word(audio, "zebra").warnings == ()  # vocabulary not recorded: no claim
+
+
+def test_audio_longer_than_any_training_clip_is_flagged(clips, scripted):
+    audio, _ = audio_of(clips, "word")
+    seconds = soundfile.info(audio).duration
+    assert "longer than any clip the model was trained on (2 s)" in scripted(lambda k: 30, max_seconds=2.0).word(
+        audio, "dog").warnings[0]
+    assert scripted(lambda k: 30, max_seconds=seconds + 1).word(audio, "dog").warnings == ()
+
+
+def test_a_weak_peak_says_the_thing_is_probably_absent(clips, scripted):
+    audio, _ = audio_of(clips, "event")
+    weak = scripted(lambda k: 30, height=3.0, absent_below={"event": 6.7})
+    assert "the 'Cat' event is probably not in the audio" in weak.event(audio, "cat").warnings[0]
+    assert scripted(lambda k: 30, height=9.0, absent_below={"event": 6.7}).event(audio, "Cat").warnings == ()
+    assert weak.word(audio, "dog").warnings == ()  # no threshold recorded for words here
+
+
+def test_the_shipped_model_warns_about_what_it_never_learned(clips, locator):
+    audio, _ = audio_of(clips, "word")
+    assert locator.max_trained_seconds == 10.0 and "mother" in locator.vocabulary
+    assert any("not trained on the word(s) 'zebra'" in w for w in locator.word(audio, "zebra").warnings)
+    samples, rate = soundfile.read(audio, dtype="float32")
+    long = np.tile(samples, int(np.ceil(12 * rate / len(samples))))
+    assert any("longer than any clip" in w for w in locator.word(long, "mother", rate=rate).warnings)
+    short = samples[: 5 * rate]
+    assert not any("longer than any clip" in w for w in locator.word(short, "mother", rate=rate).warnings)
