@@ -3,7 +3,8 @@
     python -m framestamp.data.merge OUT.jsonl IN.jsonl [IN.jsonl ...]
 
 Audio paths are relative to their manifest's folder, so each is rewritten relative to OUT's folder
-(absolute paths and generator lines are kept as they are). Ids must stay unique across inputs.
+(absolute paths and generator lines are kept as they are). Each id gains its manifest's folder name
+as a prefix (``noisy/synth/...``): sets generated alike reuse ids.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def merge_manifests(out: str | Path, inputs: list[str | Path]) -> int:
     merged, seen = [], {}
     for source in map(Path, inputs):
         for example in read_manifest(source):
+            example = dataclasses.replace(example, id=f"{source.parent.name}/{example.id}")
             if example.id in seen:
                 raise InputError(f"id {example.id!r} is in both {seen[example.id]} and {source}; ids must be unique")
             seen[example.id] = source
