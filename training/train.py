@@ -78,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", default="omni-tiny", help="a preset (omni-tiny, omni-small, qwen2-audio-tiny, ...) "
                        "or a local checkpoint folder (e.g. a Qwen2.5-Omni-3B download)")
+    model.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                       help="start from a trained framestamp checkpoint's weights (fine-tuning; same --backbone "
+                       "and --lookahead; a new head channel starts fresh), e.g. framestamp/models/omni-tiny-synth")
     model.add_argument("--objective", choices=OBJECTIVES, default="poisson")
     model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
     model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import AudioCache, collate, length_filter
-    from framestamp.training.checkpoint import build_model, load_weights, save_checkpoint, write_checkpoint
+    from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
     from framestamp.training.trainer import TrainConfig, Trainer
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
                       count_term=args.count_term, channels=channels)
     model = build_model(args.backbone, head, seed=args.seed)
+    started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside)
     frame_labels = None
     if model.aids.active:
@@ -193,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
                 "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict(),
-                "aids": model.aids.to_json(),
+                "aids": model.aids.to_json(), "init": started_from,
                 # What the model was asked about: the runtime refuses an event label it never saw, and
                 # warns about words it never heard asked about and audio longer than any it trained on.
                 "tasks": sorted({example.task for example in train_examples}),
