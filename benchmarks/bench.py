@@ -17,6 +17,7 @@ BENCHMARKS = {
     "overhead": ("framestamp.benchmarks.runtime_overhead", "the runtime's own cost vs the forward pass, and scaling"),
     "decoding": ("framestamp.benchmarks.decoding_speed", "posterior-mode decoding cost"),
     "objectives": ("framestamp.benchmarks.objectives_table", "tables of the objective and length-generalization runs"),
+    "recipes": ("framestamp.benchmarks.recipes_table", "equal-budget accuracy curves of training runs, table and PNG"),
     "peers": ("framestamp.benchmarks.peers", "framestamp beside pocketsphinx forced alignment, per task and speech engine"),
 }
 

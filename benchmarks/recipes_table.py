@@ -1,0 +1,99 @@
+"""Equal-budget curves of training recipes: `framestamp bench recipes RUN [RUN ...] --out DIR`.
+
+Each RUN is a `framestamp train` output folder; its log.jsonl holds the periodic evaluations. The
+table has one row per run and evaluated step (acc@40ms per task) and the PNG one curve per run and
+task, so recipes are compared at the same steps on the same held-out questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from framestamp.runtime.errors import InputError
+
+
+def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """task -> [(step, acc@40ms), ...] from a run's log.jsonl."""
+    log = run / "log.jsonl"
+    if not log.is_file():
+        raise InputError(f"{run}: no log.jsonl; give folders written by `framestamp train`")
+    points: dict[str, list[tuple[int, float]]] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("event") != "eval":
+            continue
+        for key, value in record.items():
+            if key.endswith("/acc@40ms"):
+                points.setdefault(key.split("/")[0], []).append((int(record["step"]), float(value)))
+    return points
+
+
+def markdown(runs: dict[str, dict], command: str, note: str = "") -> str:
+    tasks = sorted({task for points in runs.values() for task in points})
+    lines = ["# Training recipes at an equal budget (acc@40ms on held-out voices)", "", f"Reproduce: `{command}`", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| run | step | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    for name, points in runs.items():
+        steps = sorted({step for series in points.values() for step, _ in series})
+        for step in steps:
+            cells = []
+            for task in tasks:
+                value = dict(points.get(task, [])).get(step)
+                cells.append("-" if value is None else f"{value:.1%}")
+            lines.append(f"| {name} | {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for points in runs.values() for task in points})
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        for name, points in runs.items():
+            if task in points:
+                steps, values = zip(*points[task])
+                axis.plot(steps, [100 * v for v in values], marker="o", label=name)
+        axis.set_title(task)
+        axis.set_xlabel("optimizer steps")
+        axis.set_ylabel("acc@40ms (%)")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from framestamp.runtime.files import atomic_path
+
+    parser = argparse.ArgumentParser(prog="framestamp bench recipes", description=__doc__.strip().splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="training output folders (NAME=FOLDER to name a curve)")
+    parser.add_argument("--out", type=Path, help="folder for NAME.md and NAME.png")
+    parser.add_argument("--name", default="recipes", help="file name stem (default recipes)")
+    parser.add_argument("--note", default="", help="a paragraph under the command: data, budget, what differs")
+    args = parser.parse_args(argv)
+    runs = {}
+    for given in args.runs:
+        name, _, folder = str(given).rpartition("=")
+        runs[name or Path(folder).name] = curves(Path(folder))
+    command = "framestamp bench recipes " + " ".join(argv if argv is not None else sys.argv[3:])
+    text = markdown(runs, command, args.note)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(args.out / f"{args.name}.md") as path:
+            path.write_text(text)
+        with atomic_path(args.out / f"{args.name}.png") as path:
+            plot(runs, path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
