@@ -421,3 +421,38 @@ def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
     if objective == "binary":
         return binary_top_k(scores, count, frame_seconds, mask=mask)
     return posterior_mode(scores, count, frame_seconds, mask=mask)
+
+
+# Longest word or event end looked for after its start, when nothing else bounds it.
+MAX_INTERVAL_SECONDS = 2.0
+
+
+def interval_ends(inside_logits, starts, frame_seconds: float = FRAME_SECONDS,
+                  max_seconds: float = MAX_INTERVAL_SECONDS, bounded_by_next: bool = False) -> np.ndarray:
+    """Where each interval that begins at ``starts`` ends, from a head's "inside" channel.
+
+    The inside channel is a per-frame logit that the frame lies inside what the question asks
+    about. From the start's frame on, the interval runs while the logit stays >= 0 (probability
+    >= 1/2), and ends at the left edge of the first frame below it, at least one frame after the
+    start and at most ``max_seconds`` later. With ``bounded_by_next`` (a transcript's words) an
+    interval also ends by the next start. Returns (len(starts),) float64 seconds.
+    """
+    frame_seconds = check_frame_seconds(frame_seconds)
+    logits = np.asarray(inside_logits, dtype=np.float64)
+    if logits.ndim != 1 or logits.size == 0:
+        raise InputError(f"inside_logits must be a non-empty 1-D array (frames,), got shape {logits.shape}")
+    starts = np.asarray(starts, dtype=np.float64)
+    frames = logits.size
+    longest = max(1, int(round(max_seconds / frame_seconds)))
+    ends = np.empty(starts.shape)
+    for i, start in enumerate(starts):
+        first = min(int(start / frame_seconds), frames - 1)
+        limit = min(frames, first + longest)
+        if bounded_by_next and i + 1 < len(starts):
+            limit = min(limit, max(first + 1, int(round(starts[i + 1] / frame_seconds))))
+        outside = np.flatnonzero(logits[first + 1:limit] < 0.0)
+        end_frame = first + 1 + int(outside[0]) if outside.size else limit
+        ends[i] = end_frame * frame_seconds
+    if bounded_by_next and len(starts) > 1:
+        ends[:-1] = np.minimum(ends[:-1], np.maximum(starts[1:], starts[:-1] + frame_seconds))
+    return ends

@@ -1,7 +1,8 @@
 """Timestamps as files people open: JSON, SRT and WebVTT subtitles, Praat TextGrid.
 
-A word's interval runs from its start to the next word's start (the model predicts starts only);
-the last word ends ``LAST_WORD_SECONDS`` later, or at the end of the audio. Words placed on the same
+A word's interval runs from its start to its end where the model gives ends (an inside channel),
+else to the next word's start; the last word then ends ``LAST_WORD_SECONDS`` later, or at the end
+of the audio. Words placed on the same
 frame share one interval.
 """
 
@@ -48,23 +49,35 @@ def textgrid_text(tiers: list[tuple[str, list[tuple[str, float, float]]]], durat
 
 
 
-def intervals(labels, times, duration: float) -> list[tuple[str, float, float]]:
-    """(label, start, end) per distinct time: each interval ends where the next starts.
+def intervals(labels, times, duration: float, ends=()) -> list[tuple[str, float, float]]:
+    """(label, start, end) per distinct time.
 
-    Words the model places on the same frame share one interval, their labels joined by spaces: a
-    subtitle cue or TextGrid interval of zero length is dropped or mishandled by players and editors.
+    With ``ends`` (a model with an inside channel) each interval ends where the model says, never
+    past the next start; without, it ends where the next starts. Words the model places on the
+    same frame share one interval, their labels joined by spaces: a subtitle cue or TextGrid
+    interval of zero length is dropped or mishandled by players and editors.
     """
-    merged: list[tuple[list[str], float]] = []
-    for label, start in zip(labels, times):
+    merged: list[tuple[list[str], float, float | None]] = []
+    given = list(ends) if len(ends) == len(times) else [None] * len(times)
+    for label, start, end in zip(labels, times, given):
         if merged and float(start) <= merged[-1][1]:
-            merged[-1][0].append(label)
+            group, first, last = merged[-1]
+            group.append(label)
+            merged[-1] = (group, first, end if last is None or end is None else max(last, end))
         else:
-            merged.append(([label], float(start)))
+            merged.append(([label], float(start), end))
     if not merged:
         return []
-    starts = [start for _, start in merged]
-    ends = starts[1:] + [max(min(duration, starts[-1] + LAST_WORD_SECONDS), starts[-1] + 0.001)]
-    return [(" ".join(group), start, end) for (group, start), end in zip(merged, ends)]
+    starts = [start for _, start, _ in merged]
+    spans = []
+    for index, (group, start, end) in enumerate(merged):
+        following = starts[index + 1] if index + 1 < len(merged) else None
+        if end is None:
+            stop = following if following is not None else min(duration, start + LAST_WORD_SECONDS)
+        else:
+            stop = min(float(end), following if following is not None else duration)
+        spans.append((" ".join(group), start, max(stop, start + 0.001)))
+    return spans
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -79,7 +92,7 @@ def render(result, form: str) -> str:
     if form == "json":
         return json.dumps(result.as_dict(), indent=2) + "\n"
     labels = result.words if result.words is not None else [result.question] * len(result.times)
-    spans = intervals(labels, result.times, result.duration)
+    spans = intervals(labels, result.times, result.duration, getattr(result, "ends", ()))
     if form == "srt":
         return "".join(f"{n}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{label}\n\n"
                        for n, (label, a, b) in enumerate(spans, start=1))

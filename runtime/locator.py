@@ -20,7 +20,7 @@ import numpy as np
 from framestamp.runtime import caveats
 from framestamp.runtime.artifact import MANIFEST, TOKENIZER, ArtifactError, GraphSessions, read_manifest
 from framestamp.runtime.audio import load_audio, to_model_rate
-from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence
+from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence, interval_ends
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -32,6 +32,7 @@ DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any t
 AUDIO_FRAMES_PER_SECOND = 25
 ATTENTION_COPIES = 6  # see attention_bytes
 FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
+ENDED_TASKS = ("word", "transcript", "event")  # questions whose answers are intervals (with an inside channel)
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 
 
@@ -67,13 +68,18 @@ class Timestamps:
     frame_seconds: float = 0.04
     confidence: tuple[float, ...] = ()
     warnings: tuple[str, ...] = ()
+    ends: tuple[float, ...] = ()  # where each interval ends, from a head with an inside channel; else empty
 
     def as_dict(self) -> dict:
         record = {"task": self.task, "question": self.question, "times": [round(t, 3) for t in self.times],
                   "confidence": [round(c, 3) for c in self.confidence], "duration": round(self.duration, 3)}
+        if self.ends:
+            record["ends"] = [round(e, 3) for e in self.ends]
         if self.words is not None:
             record["words"] = [{"word": w, "start": round(t, 3), "confidence": round(c, 3)}
                                for w, t, c in zip(self.words, self.times, self.confidence)]
+            for entry, end in zip(record["words"], self.ends):
+                entry["end"] = round(end, 3)
         record["warnings"] = list(self.warnings)
         if self.log_intensity is not None:
             record["log_intensity"] = [round(float(v), 4) for v in self.log_intensity]
@@ -83,6 +89,7 @@ class Timestamps:
         """Only the times (and words) whose confidence is at least ``min_confidence``."""
         keep = [c >= min_confidence for c in self.confidence]
         return replace(self, times=tuple(t for t, k in zip(self.times, keep) if k),
+                       ends=tuple(e for e, k in zip(self.ends, keep) if k),
                        confidence=tuple(c for c in self.confidence if c >= min_confidence),
                        words=None if self.words is None else tuple(w for w, k in zip(self.words, keep) if k))
 
@@ -141,6 +148,8 @@ class Locator:
             raise ArtifactError(f"{self.folder / MANIFEST}: unknown head objective {self.objective!r}; expected one of "
                                 f"{', '.join(FRAME_OBJECTIVES)}")
         self.frame_seconds = self.manifest["frame_seconds"]
+        channels = list(self.manifest["channels"])
+        self.inside_channel = channels.index("inside") if "inside" in channels else None  # gives interval ends
         trained_on = self.manifest.get("trained_on") or {}
         self.event_labels = trained_on.get("event_labels")
         # None where the artifact does not record them: then there is no such warning.
@@ -363,15 +372,21 @@ class Locator:
             batch[row, :, : one.mel.shape[1]] = one.mel  # zero padding, as training's batches
         input_ids, attention_mask, audio_start = pad_prompts([one.ids for one in asked], self.pad_id)
         audio, frame_counts = self.graphs.encode(batch, mel_lengths)
-        scores = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)[..., 0]
+        all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
+        scores = all_channels[..., 0]
         results = []
         for row, one in enumerate(asked):
             frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
             times = decode_events(frame_scores, one.count, self.objective, self.decoding, self.frame_seconds)
             confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
+            ends = ()
+            if self.inside_channel is not None and one.query.task in ENDED_TASKS:
+                inside = all_channels[row, : int(frame_counts[row]), self.inside_channel]
+                ends = tuple(float(end) for end in interval_ends(inside, times, self.frame_seconds,
+                                                                 bounded_by_next=one.query.task == "transcript"))
             answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
                                 duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
-                                confidence=tuple(float(c) for c in confidence),
+                                confidence=tuple(float(c) for c in confidence), ends=ends,
                                 log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None)
             results.append((answer, float(frame_scores.max())))
         return results

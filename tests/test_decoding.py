@@ -373,3 +373,50 @@ def test_decode_events_picks_the_decoding_per_head():
         decode_events(scores, 4, "poisson", "viterbi")
     with pytest.raises(InputError, match="objective"):
         decode_events(scores, 4, "tokens")
+
+
+def _ends_by_hand(logits, starts, frame_seconds, longest, bounded):
+    """interval_ends written as a plain loop over frames, for comparison."""
+    ends = []
+    for i, start in enumerate(starts):
+        first = min(int(start / frame_seconds), len(logits) - 1)
+        limit = min(len(logits), first + longest)
+        if bounded and i + 1 < len(starts):
+            limit = min(limit, max(first + 1, int(round(starts[i + 1] / frame_seconds))))
+        frame = first + 1
+        while frame < limit and logits[frame] >= 0:
+            frame += 1
+        end = frame * frame_seconds
+        if bounded and i + 1 < len(starts):
+            end = min(end, max(starts[i + 1], start + frame_seconds))
+        ends.append(end)
+    return ends
+
+
+def test_interval_ends_follow_the_inside_channel_from_each_start():
+    from framestamp.runtime.decoding import interval_ends
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        frames = int(rng.integers(1, 40))
+        logits = rng.normal(0.3, 1.0, frames)
+        starts = np.sort(rng.integers(0, frames, int(rng.integers(1, 5)))) * 0.04 + 0.02
+        bounded = bool(rng.integers(2))
+        got = interval_ends(logits, starts, 0.04, max_seconds=0.4, bounded_by_next=bounded)
+        assert np.allclose(got, _ends_by_hand(logits, starts, 0.04, 10, bounded))
+        assert (got > starts - 1e-9).all()
+    # A run of inside frames ends the interval where it stops.
+    logits = np.full(30, -2.0)
+    logits[5:12] = 3.0
+    assert interval_ends(logits, [0.2], 0.04)[0] == pytest.approx(12 * 0.04)
+    with pytest.raises(InputError):
+        interval_ends(np.zeros((2, 3)), [0.1])
+
+
+def test_subtitle_intervals_end_where_the_model_says_never_past_the_next_word():
+    from framestamp.runtime.formats import intervals
+
+    assert intervals(["a", "b"], [0.1, 0.5], 2.0, [0.3, 0.9]) == [("a", 0.1, 0.3), ("b", 0.5, 0.9)]
+    assert intervals(["a", "b"], [0.1, 0.5], 2.0, [0.8, 0.7]) == [("a", 0.1, 0.5), ("b", 0.5, 0.7)]
+    assert intervals(["a", "b"], [0.1, 0.5], 2.0) == [("a", 0.1, 0.5), ("b", 0.5, 1.0)]  # no ends: next start
+    assert intervals(["a", "b", "c"], [0.1, 0.5, 0.5], 2.0, [0.3, 0.7, 0.9]) == [("a", 0.1, 0.3), ("b c", 0.5, 0.9)]

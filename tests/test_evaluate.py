@@ -90,3 +90,31 @@ def test_evaluate_reports_per_task_and_counts_malformed_answers(clips):
     assert result.malformed == {"word": 3, "transcript": 1}
     assert result.decoding is None  # generated answers are not decoded from frames
     assert result.tasks["word"].missing == 3
+
+
+def test_a_head_with_an_inside_channel_is_scored_on_interval_ends_too(tmp_path):
+    from framestamp.runtime.decoding import interval_ends
+    from framestamp.runtime.metrics import timestamp_scores
+
+    rng = np.random.default_rng(1)
+    soundfile.write(tmp_path / "c.wav", (0.1 * rng.standard_normal(32000)).astype(np.float32), 16000)
+    examples = [Example(id="t", task="transcript", prompt={"transcript": "late dance doctor"}, times=(0.1, 0.6, 1.2),
+                        ends=(0.5, 1.0, 1.5), duration=2.0, audio="c.wav"),
+                Example(id="w", task="word", prompt={"word": "dance", "occurrence": 1}, times=(0.6,), ends=(1.0,),
+                        duration=2.0, audio="c.wav"),
+                Example(id="s", task="speaker", prompt={"occurrence": 1}, times=(0.3,), duration=2.0, audio="c.wav")]
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "inside"))).eval()
+    result = evaluate(model, examples, AudioCache(tmp_path), progress=False)
+    assert set(result.ends) == {"transcript", "word"}  # speakers have no ends in the manifest
+    predicted = []
+    with torch.no_grad():
+        for example in examples[:2]:
+            output = model.run_batch(collate([example], AudioCache(tmp_path), model.prompt_ids, model.pad_id))
+            scores = output.scores[0, output.frame_mask[0]].double().numpy()
+            times = ordered_map(scores[:, 0], len(example.times))
+            predicted.append(interval_ends(scores[:, 1], times, bounded_by_next=example.task == "transcript"))
+    for task, ends, example in zip(("transcript", "word"), predicted, examples):
+        expected = timestamp_scores(ends, example.ends)
+        assert result.ends[task].accuracy == expected.accuracy
+    assert "transcript end" in result.table() and "miou" in result.as_dict()["tasks"]["word end"]

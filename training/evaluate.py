@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events
+from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events, interval_ends
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
-from framestamp.runtime.metrics import timestamp_scores
+from framestamp.runtime.metrics import interval_scores, timestamp_scores
 from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id
 
 METHODS = ("poisson", "binary", "tokens")
@@ -90,15 +90,33 @@ def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int
 @torch.no_grad()
 def predict(model, batch, method: str, decoding: str = "ordered") -> list[np.ndarray | None]:
     """Predicted times per example (None for a malformed generated answer)."""
+    return predict_intervals(model, batch, method, decoding)[0]
+
+
+@torch.no_grad()
+def predict_intervals(model, batch, method: str, decoding: str = "ordered"):
+    """(times per example, ends per example): ends from the head's inside channel where it has one
+    and the task is an interval (word, transcript, event), else None."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
         answers = generate_answers(model, batch, max_new_tokens=budget)
-        return [None if (times := parse_answer(text, ex.task)) is None else np.asarray(times)
-                for text, ex in zip(answers, batch.examples)]
+        times = [None if (parsed := parse_answer(text, ex.task)) is None else np.asarray(parsed)
+                 for text, ex in zip(answers, batch.examples)]
+        return times, [None] * len(times)
     output = model.run_batch(batch)
-    return decode_frames(output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy(), counts,
-                         method, decoding)
+    scores = output.scores.cpu().double().numpy()
+    frame_mask = output.frame_mask.cpu().numpy()
+    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding)
+    channels = list(model.head_config.channels)
+    ends = [None] * len(times)
+    if "inside" in channels:
+        inside = scores[..., channels.index("inside")]
+        for b, example in enumerate(batch.examples):
+            if example.task in ("word", "transcript", "event"):
+                ends[b] = interval_ends(inside[b][frame_mask[b]], times[b], FRAME_SECONDS,
+                                        bounded_by_next=example.task == "transcript")
+    return times, ends
 
 
 @dataclass
@@ -107,11 +125,16 @@ class Evaluation:
     tasks: dict = field(default_factory=dict)  # task -> TimestampScores
     malformed: dict = field(default_factory=dict)  # task -> answers that could not be parsed
     decoding: str | None = None  # frame heads only: one of DECODINGS
+    ends: dict = field(default_factory=dict)  # task -> TimestampScores of interval ends (inside channel)
+    intervals: dict = field(default_factory=dict)  # task -> IntervalScores (IoU of (start, end))
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "decoding": self.decoding,
-                "tasks": {task: {**scores.as_dict(), "malformed": self.malformed.get(task, 0)}
-                          for task, scores in self.tasks.items()}}
+        record = {"method": self.method, "decoding": self.decoding,
+                  "tasks": {task: {**scores.as_dict(), "malformed": self.malformed.get(task, 0)}
+                            for task, scores in self.tasks.items()}}
+        for task, scores in self.ends.items():
+            record["tasks"][f"{task} end"] = {**scores.as_dict(), **self.intervals[task].as_dict()}
+        return record
 
     def table(self) -> str:
         title = f"method: {self.method}" + (f" ({self.decoding} decoding)" if self.decoding else "")
@@ -120,6 +143,13 @@ class Evaluation:
             acc = scores.accuracy
             lines.append(f"{task:<12} {scores.count:5d}  {acc[0.02]:8.1%}  {acc[0.04]:8.1%}  {acc[0.1]:9.1%}  "
                          f"{scores.mad * 1000:4.0f} ms  {self.malformed.get(task, 0):9d}")
+        if self.ends:
+            lines.append("interval ends   count  acc@20ms  acc@40ms  acc@100ms     MAD    mIoU  R@0.5  R@0.7")
+            for task, scores in self.ends.items():
+                acc, spans = scores.accuracy, self.intervals[task]
+                lines.append(f"{task + ' end':<15} {scores.count:5d}  {acc[0.02]:8.1%}  {acc[0.04]:8.1%}  {acc[0.1]:9.1%}  "
+                             f"{scores.mad * 1000:4.0f} ms  {spans.miou:6.3f}  {spans.recall[0.5]:5.1%}  "
+                             f"{spans.recall[0.7]:5.1%}")
         return "\n".join(lines)
 
 
@@ -140,20 +170,30 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     model.eval()
     ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
+    predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
         batch = collate(chunk, features, model.prompt_ids, model.pad_id).to(device)
-        for example, times in zip(chunk, predict(model, batch, method, decoding)):
+        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding)):
             expected = np.asarray(example.times)
             if times is None or len(times) != len(expected):
                 malformed[example.task] += times is None
                 times = np.full(len(expected), np.nan)  # a miss for every time asked
-            predicted[example.task].extend(np.sort(times))
+                ends = None if ends is None else np.full(len(expected), np.nan)
+            order = np.argsort(times, kind="stable")
+            predicted[example.task].extend(np.asarray(times)[order])
             reference[example.task].extend(expected)
+            if ends is not None and example.ends is not None:
+                predicted_spans[example.task].extend(zip(np.asarray(times)[order], np.asarray(ends)[order]))
+                reference_spans[example.task].extend(zip(example.times, example.ends))
     tasks = {task: timestamp_scores(predicted[task], reference[task]) for task in sorted(reference)}
+    ends = {task: timestamp_scores([end for _, end in predicted_spans[task]], [end for _, end in reference_spans[task]])
+            for task in sorted(reference_spans)}
+    spans = {task: interval_scores(np.asarray(predicted_spans[task]), np.asarray(reference_spans[task]))
+             for task in sorted(reference_spans)}
     return Evaluation(method=method, tasks=tasks, malformed=dict(malformed),
-                      decoding=None if method == "tokens" else decoding)
+                      decoding=None if method == "tokens" else decoding, ends=ends, intervals=spans)
 
 
 # ---------------------------------------------------------------------------------- the CLI
