@@ -32,7 +32,7 @@ DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any t
 AUDIO_FRAMES_PER_SECOND = 25
 ATTENTION_COPIES = 6  # see attention_bytes
 FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
-ENDED_TASKS = ("word", "transcript", "event")  # questions whose answers are intervals (with an inside channel)
+ENDED_TASKS = ("word", "transcript")  # intervals the inside channel is trained on (aids.py labels words only)
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 
 

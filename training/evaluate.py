@@ -96,7 +96,7 @@ def predict(model, batch, method: str, decoding: str = "ordered") -> list[np.nda
 @torch.no_grad()
 def predict_intervals(model, batch, method: str, decoding: str = "ordered"):
     """(times per example, ends per example): ends from the head's inside channel where it has one
-    and the task is an interval (word, transcript, event), else None."""
+    and the task is one it is trained on (word, transcript), else None."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -113,7 +113,7 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered"):
     if "inside" in channels:
         inside = scores[..., channels.index("inside")]
         for b, example in enumerate(batch.examples):
-            if example.task in ("word", "transcript", "event"):
+            if example.task in ("word", "transcript"):  # what the inside channel is trained on (aids.py)
                 ends[b] = interval_ends(inside[b][frame_mask[b]], times[b], FRAME_SECONDS,
                                         bounded_by_next=example.task == "transcript")
     return times, ends
