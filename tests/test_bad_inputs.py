@@ -368,4 +368,6 @@ def test_training_names_the_line_whose_audio_is_missing_before_step_one(tmp_path
 
 def test_the_shipped_artifact_passes_every_check():
     manifest = read_manifest(ARTIFACT)
-    assert manifest["limits"]["max_positions"] == 32768 and manifest["trained_on"]["max_seconds"] == 10.0
+    checkpoint = json.loads((ARTIFACT.parent / "omni-tiny-synth" / "framestamp.json").read_text())
+    assert manifest["limits"]["max_positions"] == 32768
+    assert manifest["trained_on"]["max_seconds"] == checkpoint["training"]["max_seconds"] > 0

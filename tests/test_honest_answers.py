@@ -1,6 +1,7 @@
 """Answers a user can trust or doubt: words spelled as training spelled them, a confidence on every time
 (checked against an independent computation), and warnings where the model is guessing."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +170,8 @@ def test_every_answer_carries_its_confidence(clips, locator, capsys):
 class ScriptedGraphs:
     """Stands in for the ONNX graphs: the k-th occurrence question peaks where ``peak_frame(k)`` says, at ``height``."""
 
-    def __init__(self, tokenizer, peak_frame, height=10.0):
-        self.tokenizer, self.peak_frame, self.height = tokenizer, peak_frame, height
+    def __init__(self, tokenizer, peak_frame, height=10.0, channels=1):
+        self.tokenizer, self.peak_frame, self.height, self.channels = tokenizer, peak_frame, height, channels
 
     def encode(self, mel, mel_lengths):
         frames = np.asarray(mel_lengths) // 4
@@ -179,7 +180,7 @@ class ScriptedGraphs:
     def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts):
         import re
 
-        scores = np.zeros((len(input_ids), audio.shape[1], 1), np.float32)
+        scores = np.zeros((len(input_ids), audio.shape[1], self.channels), np.float32)  # as many as the artifact
         for row, ids in enumerate(input_ids):
             found = re.search(r"(\d+)(st|nd|rd|th) ", self.tokenizer.decode(ids.tolist()))
             k = int(found.group(1)) if found else 1
@@ -192,7 +193,7 @@ def scripted(clips):
     """A Locator on the shipped artifact whose graphs answer as scripted, with known training facts."""
     def make(peak_frame, height=10.0, **trained):
         locator = Locator(ARTIFACT, threads=1)
-        locator.graphs = ScriptedGraphs(locator.tokenizer, peak_frame, height)
+        locator.graphs = ScriptedGraphs(locator.tokenizer, peak_frame, height, len(locator.manifest["channels"]))
         locator.max_trained_seconds = trained.get("max_seconds")
         locator.vocabulary = trained.get("vocabulary")
         locator.absent_below = trained.get("absent_below", {})
@@ -241,10 +242,11 @@ def test_a_weak_peak_says_the_thing_is_probably_absent(clips, scripted):
 
 def test_the_shipped_model_warns_about_what_it_never_learned(clips, locator):
     audio, _ = audio_of(clips, "word")
-    assert locator.max_trained_seconds == 10.0 and "mother" in locator.vocabulary
+    checkpoint = json.loads((ARTIFACT.parent / "omni-tiny-synth" / "framestamp.json").read_text())
+    assert locator.max_trained_seconds == checkpoint["training"]["max_seconds"] > 0 and "mother" in locator.vocabulary
     assert any("not trained on the word(s) 'zebra'" in w for w in locator.word(audio, "zebra").warnings)
     samples, rate = soundfile.read(audio, dtype="float32")
-    long = np.tile(samples, int(np.ceil(12 * rate / len(samples))))
+    long = np.tile(samples, int(np.ceil((locator.max_trained_seconds + 2) * rate / len(samples))))
     assert any("longer than any clip" in w for w in locator.word(long, "mother", rate=rate).warnings)
     short = samples[: 5 * rate]
     assert not any("longer than any clip" in w for w in locator.word(short, "mother", rate=rate).warnings)

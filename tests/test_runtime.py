@@ -174,6 +174,33 @@ def test_batched_answers_equal_one_by_one(clips, locator):
         assert np.allclose(result.times, locator.run([query])[0].times, atol=1e-3)
 
 
+def test_word_and_transcript_ends_equal_pytorchs_and_close_each_interval(clips, locator):
+    import torch
+
+    from framestamp.runtime.features import FeatureSettings
+    from framestamp.training.batches import AudioCache, collate
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.evaluate import predict_intervals
+
+    folder, examples = clips
+    assert locator.inside_channel is not None, "the shipped model answers intervals (an inside channel)"
+    chosen = [e for e in examples if e.task in ("word", "transcript")][:8] + [next(e for e in examples if e.task == "speaker")]
+    model, description = load_checkpoint(CHECKPOINT)
+    batch = collate(chosen, AudioCache(folder, FeatureSettings.from_json(description["features"])), model.prompt_ids,
+                    model.pad_id)
+    with torch.no_grad():
+        _, expected = predict_intervals(model.eval(), batch, "poisson")
+    for example, theirs, ours in zip(chosen, expected, locator.run([query_for(e, folder) for e in chosen])):
+        if example.task == "speaker":
+            assert ours.ends == () and theirs is None  # no ends where the channel was not trained
+            continue
+        assert np.abs(np.asarray(ours.ends) - theirs).max() < 1e-3, example.id
+        assert all(start < end for start, end in zip(ours.times, ours.ends))
+        if example.task == "transcript":
+            assert all(end <= later + 1e-9 for end, later in zip(ours.ends, ours.times[1:]))
+            assert [entry["end"] for entry in ours.as_dict()["words"]] == [round(e, 3) for e in ours.ends]
+
+
 def test_formats_read_back(clips, locator, tmp_path):
     from framestamp.data.librispeech import read_textgrid_words
 
