@@ -1,6 +1,6 @@
 """INT8 graphs with explicit quantization: Q/DQ nodes placed by ONNX Runtime's quantize_static.
 
-Why this recipe (measured in FACTS and in the closing notes of the export issue):
+Why this recipe (each point measured when the export was built):
 - QDQ format, the one TensorRT 10 builds from (explicit quantization); QOperator fails on the decoder.
 - Symmetric int8 activations and per-channel symmetric weights: what TensorRT's int8 kernels take.
 - MinMax calibration: Percentile and Entropy fail on calibration samples of different shapes.

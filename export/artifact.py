@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from framestamp.runtime.artifact import (ARTIFACT_FORMAT, DECODER, ENCODER, ENGINES, FACTS_KEY, MANIFEST, PRECISIONS,
+from framestamp.runtime.artifact import (ARTIFACT_FORMAT, DECODER, ENCODER, ENGINES, HASHED_FIELDS_KEY, MANIFEST, PRECISIONS,
                                          SCHEMA_VERSION, TOKENIZER, facts_sha256, file_hashes, read_manifest)
 from framestamp.runtime.errors import InputError, needs_toolkit
 from framestamp.runtime.files import atomic_path
@@ -47,7 +47,7 @@ def graph_metadata(description: dict, precision: str, opset: int) -> dict[str, s
 
 
 def to_fp16(folder: Path, graphs: dict) -> None:
-    """FP16 weights and compute with fp32 inputs and outputs (ONNX Runtime's converter: FACTS)."""
+    """FP16 weights and compute with fp32 inputs and outputs (ONNX Runtime's converter; onnxconverter-common's made graphs that fail to load)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -116,7 +116,7 @@ def export_fp32(checkpoint: Path, out: Path, opset: int = 18, slim: bool = True)
         "warning_thresholds": description.get("warning_thresholds") or {},
     }
     # Each graph carries the manifest's facts hash: an edited manifest no longer matches its graphs.
-    metadata = {**graph_metadata(description, "fp32", opset), FACTS_KEY: facts_sha256(manifest)}
+    metadata = {**graph_metadata(description, "fp32", opset), HASHED_FIELDS_KEY: facts_sha256(manifest)}
     with atomic_path(out) as folder:
         folder.mkdir()
         shutil.copy2(Path(checkpoint) / TOKENIZER, folder / TOKENIZER)

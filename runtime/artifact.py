@@ -57,9 +57,9 @@ def file_hashes(folder: str | Path) -> dict[str, str]:
 
 # What the graphs were exported to compute with: hashed at export into each graph's metadata_props
 # (``manifest_facts_sha256``), so an edited manifest (frame_seconds, features, objective, ...) is refused.
-FACTS = ("schema_version", "backbone", "head", "frame_seconds", "channels", "features", "prompts", "limits",
+HASHED_FIELDS = ("schema_version", "backbone", "head", "frame_seconds", "channels", "features", "prompts", "limits",
          "trained_on", "warning_thresholds")
-FACTS_KEY = "manifest_facts_sha256"
+HASHED_FIELDS_KEY = "manifest_facts_sha256"
 
 # key -> (JSON types it may have, required). Checked before anything reads the manifest.
 MANIFEST_KEYS = {
@@ -71,8 +71,8 @@ MANIFEST_KEYS = {
 
 
 def facts_sha256(manifest: dict) -> str:
-    """sha256 of the manifest's facts (``FACTS``) as canonical JSON."""
-    facts = {name: manifest.get(name) for name in FACTS}
+    """sha256 of the manifest's facts (``HASHED_FIELDS``) as canonical JSON."""
+    facts = {name: manifest.get(name) for name in HASHED_FIELDS}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -184,8 +184,8 @@ def _check_graph_metadata(folder: Path, name: str, file: str, metadata: dict, ma
     if metadata.get("graph", name) != name:
         raise ArtifactError(f"{folder}: {file} is the {metadata['graph']} graph but the manifest uses it as the {name}: "
                             f"were {GRAPH_FILES[name]} and {GRAPH_FILES[other]} swapped? Re-export the artifact")
-    if FACTS_KEY in metadata:
-        if metadata[FACTS_KEY] != digest:
+    if HASHED_FIELDS_KEY in metadata:
+        if metadata[HASHED_FIELDS_KEY] != digest:
             raise ArtifactError(f"{folder}: {MANIFEST} does not describe {file} (its facts hash differs from the one "
                                 "the graph was exported with: frame_seconds, features, head, prompts, limits or "
                                 "training facts were edited). Re-export the artifact rather than editing it")

@@ -219,7 +219,7 @@ def test_build_engine_without_tensorrt_says_what_to_install(exported, capsys):
 
 
 def test_build_engines(exported, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installable on these machines (FACTS); "
+    pytest.importorskip("tensorrt", reason="tensorrt is not installed (its builder wheels are not on PyPI); "
                                            "run on a GPU machine with pip install 'framestamp[tensorrt]'")
     from framestamp.export.tensorrt import build_engines
 

@@ -2,7 +2,7 @@
 
 transformers' ``Qwen2_5OmniAudioEncoder`` takes the batch as one concatenated mel sequence and
 splits it with ``split(chunk_lengths.tolist())``: a data-dependent shape that neither ONNX exporter
-can follow (FACTS.md, "ONNX export"). ``ChunkedAudioEncoder`` computes the same function on a padded
+can follow (dynamo: a data-dependent guard; the legacy exporter: aten::pad_sequence). ``ChunkedAudioEncoder`` computes the same function on a padded
 batch with fixed-size tensors only:
 
     mel (B, mel_bins, L), mel_lengths (B,)

@@ -148,7 +148,7 @@ class FrameStampModel(nn.Module):
     def merged_embeddings(self, input_ids, audio_start, audio, frame_counts):
         """Token embeddings with the audio embeddings written over the placeholders."""
         embeddings = self.language_model.embed_tokens(input_ids)
-        # Gather + where rather than masked_scatter: exports with dynamic shapes (FACTS).
+        # Gather + where rather than masked_scatter: exports with dynamic shapes (masked_scatter/nonzero do not).
         offset = torch.arange(input_ids.shape[1], device=input_ids.device)[None] - audio_start[:, None]
         is_audio = (offset >= 0) & (offset < frame_counts[:, None])
         index = offset.clamp(0, audio.shape[1] - 1)[..., None].expand(-1, -1, audio.shape[-1])

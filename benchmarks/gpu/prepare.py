@@ -1,6 +1,6 @@
 """`framestamp gpu-kit prepare`: gather on a CPU machine with network what the GPU machine lacks.
 
-The GPU image (FACTS.md: Python 3.12, torch 2.11, transformers 5.17, onnx, onnxruntime, numpy,
+The GPU image (Python 3.12, torch 2.11, transformers 5.17, onnx, onnxruntime, numpy,
 matplotlib, tqdm) has no soundfile, soxr, onnxslim or espeak-ng, and no network. Into KIT (default
 .gpukit/, git-ignored, carried to the machine by name) this writes
 - wheels/: the missing Python packages, built for CPython 3.12 on manylinux x86_64;
@@ -39,7 +39,7 @@ from framestamp.runtime.errors import FramestampError
 REPOSITORY = Path(__file__).resolve().parents[2]
 TRAVEL_LIMIT_BYTES = 64 * 2**20
 IMAGE_PYTHON = "3.12"
-IMAGE_PINS = {"transformers": "5.17.0", "huggingface_hub": "1.33.0"}  # the GPU image's (FACTS.md, KINDS.md)
+IMAGE_PINS = {"transformers": "5.17.0", "huggingface_hub": "1.33.0"}  # the GPU image's versions
 # Carried by default (--image-transformers leaves it out): under the image's 5.17.0 the Omni thinker has
 # no model.audio_tower, and building any model fails (AttributeError, seen by this check 2026-11-30).
 # The version installed here runs the project, and its import-time requirements (huggingface-hub
