@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     for manifest in (args.train, args.eval):
         if manifest is not None:
             check_audio_files(manifest)  # every line's audio, before step 1 rather than when its batch comes up
-    train_examples = length_filter(read_manifest(args.train), args.min_seconds, args.max_seconds)
+    every_train_example = read_manifest(args.train)  # the aids label clips from all of it, filtered or not
+    train_examples = length_filter(every_train_example, args.min_seconds, args.max_seconds)
     if not train_examples:
         raise InputError(f"{args.train}: no training examples left after the length filter")
     eval_examples = []
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside)
     frame_labels = None
     if model.aids.active:
-        spans = clip_word_spans(read_manifest(args.train))
+        spans = clip_word_spans(every_train_example)
         if not spans:
             raise InputError(f"--word-identity and --inside need transcript lines with word ends in {args.train} "
                              "(framestamp synth and the LibriSpeech loader write them)")
