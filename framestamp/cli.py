@@ -1,8 +1,8 @@
 """The ``framestamp`` command: one entry point, one subcommand per job.
 
 Each subcommand lives in the module that owns the job and exposes ``configure(parser)`` and
-``run(args) -> int``. Those modules keep heavy imports (torch, onnx) inside ``run`` so that
-``framestamp --help`` stays fast.
+``run(args) -> int``. Only the chosen subcommand's module is imported (as polygraphy does): some
+import torch at the top, and ``framestamp locate`` must start without it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: its subcommand's module imported, the others only named (all are imported
+    when no subcommand is given, so that ``--help`` can say which ones this install lacks)."""
     from framestamp import __version__
 
     parser = argparse.ArgumentParser(
@@ -35,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"framestamp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = chosen_subcommand(sys.argv[1:] if argv is None else argv)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if chosen is not None and name != chosen:
+            commands.add_parser(name, help=help_text)  # never parsed in this process: not imported
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:  # e.g. a runtime-only install has no torch for `train`
@@ -47,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(sub)
         sub.set_defaults(_run=module.run)
     return parser
+
+
+def chosen_subcommand(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option), or None."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in SUBCOMMANDS else None
 
 
 def _unavailable(name: str, error: ImportError):
@@ -61,7 +73,7 @@ def _unavailable(name: str, error: ImportError):
 def main(argv: list[str] | None = None) -> int:
     from framestamp.runtime.errors import FramestampError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except (FramestampError, FileNotFoundError) as error:

@@ -1,0 +1,68 @@
+"""First contact: `framestamp locate` starts without the toolkit's heavy modules, and the shipped model is
+reachable by name from any folder (issue 12). Its speed is measured by benchmarks/cold_start.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import framestamp
+from framestamp.cli import chosen_subcommand
+
+SHIPPED = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
+RATE = 16_000
+
+# Runs the CLI, then prints on stderr's last line which heavy modules the process holds.
+LOCATE_AND_LIST_MODULES = """
+import json, sys
+from framestamp.cli import main
+try:
+    sys.exit(main(sys.argv[1:]))
+finally:
+    print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+HEAVY = {"torch", "transformers", "onnx", "onnxscript", "polygraphy", "safetensors", "matplotlib"}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("start") / "chirp.wav"
+    t = np.arange(2 * RATE) / RATE
+    soundfile.write(str(path), (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype(np.float32), RATE)
+    return path
+
+
+def run_cli(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", LOCATE_AND_LIST_MODULES, *arguments], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def test_locate_answers_without_importing_torch_or_the_toolkit(clip, tmp_path):
+    done = run_cli(["locate", str(clip), "--word", "dog"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    imported = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "onnxruntime" in imported  # the list is real: the runtime's own engine is there
+    assert not imported & HEAVY, f"locate imported {sorted(imported & HEAVY)}"
+    assert json.loads(done.stdout)["times"]
+
+
+def test_a_toolkit_command_still_imports_what_it_needs(tmp_path):
+    # The same probe on `train --help`, whose module imports torch at the top: the probe can see torch.
+    done = run_cli(["train", "--help"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "torch" in set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv, chosen", [
+    (["locate", "clip.wav", "--word", "dog"], "locate"),
+    (["--version"], None),
+    ([], None),
+    (["no-such-command"], None),
+    (["bench", "latency"], "bench"),
+])
+def test_the_subcommand_is_the_first_word_that_is_not_an_option(argv, chosen):
+    assert chosen_subcommand(argv) == chosen
