@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-import framestamp
+from framestamp.runtime.artifact import SHIPPED_ARTIFACT
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.decoding import posterior_mode
 from framestamp.runtime.features import log_mel
@@ -29,7 +29,6 @@ from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.locator import Locator, Query
 from framestamp.runtime.prompts import pad_prompts, prompt_ids, render_prompt
 
-SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
 FILE_RATE = 44_100
 QUESTION = render_prompt("word", {"word": "doctor", "occurrence": 1})
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+import framestamp
 from framestamp.runtime.errors import FramestampError, InputError
 
 ARTIFACT_FORMAT = "framestamp-artifact"
@@ -36,8 +38,24 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = "engines"  # TensorRT engines built later, each with its own manifest naming its graph's sha256
 
 
+# The shipped model's ONNX export, reachable by this name from any folder (Locator("shipped")).
+SHIPPED = "shipped"
+SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
+
+
 class ArtifactError(FramestampError):
     """An artifact folder is missing, incomplete, altered, or from an incompatible framestamp."""
+
+
+def artifact_folder(artifact: str | Path) -> Path:
+    """The folder ``artifact`` names: the string "shipped" is the shipped model's export, anything else a
+    path (write ``./shipped`` for a folder of that name)."""
+    if isinstance(artifact, str) and artifact == SHIPPED:
+        return SHIPPED_ARTIFACT
+    if not isinstance(artifact, (str, os.PathLike)) or not str(artifact).strip():
+        raise InputError(f"artifact must be an artifact folder's path or {SHIPPED!r} (the shipped model), "
+                         f"got {artifact!r}")
+    return Path(artifact)
 
 
 def sha256(path: str | Path) -> str:

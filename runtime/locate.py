@@ -11,12 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import framestamp
+from framestamp.runtime.artifact import SHIPPED, SHIPPED_ARTIFACT, artifact_folder  # noqa: F401 (imported from here)
 from framestamp.runtime.decoding import DECODINGS
 from framestamp.runtime.formats import FORMATS
-
-# The shipped model exported to ONNX (fp32): what a torch-free install answers with by default.
-SHIPPED_ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT; with --word, only "
                         "checks that the word occurs in TEXT at least --occurrence times")
     parser.add_argument("--occurrence", type=int, help="k-th occurrence for --word/--event (default 1)")
-    parser.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT,
-                        help="artifact folder from `framestamp export` (default: the shipped model's)")
+    parser.add_argument("--artifact", type=artifact_folder, default=SHIPPED,
+                        help="artifact folder from `framestamp export`, or 'shipped' (default: the shipped model)")
     parser.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")

@@ -66,3 +66,31 @@ def test_a_toolkit_command_still_imports_what_it_needs(tmp_path):
 ])
 def test_the_subcommand_is_the_first_word_that_is_not_an_option(argv, chosen):
     assert chosen_subcommand(argv) == chosen
+
+
+# ------------------------------------------------------------------------------ the shipped model by name
+FROM_ANOTHER_FOLDER = """
+import json, sys
+from framestamp.runtime import Locator
+print(json.dumps([str(Locator(name).folder) for name in sys.argv[1:]] + [str(Locator().folder)]))
+"""
+
+
+def test_the_shipped_model_is_reachable_by_name_from_any_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FROM_ANOTHER_FOLDER, "shipped"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [Path(folder) for folder in json.loads(done.stdout)] == [SHIPPED, SHIPPED]
+
+
+def test_locate_takes_the_shipped_model_by_name_and_a_path_is_still_a_path(clip, tmp_path, capsys, monkeypatch):
+    from framestamp.cli import main
+
+    assert main(["locate", str(clip), "--word", "dog", "--artifact", "shipped"]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert main(["locate", str(clip), "--word", "dog", "--artifact", str(SHIPPED)]) == 0
+    assert json.loads(capsys.readouterr().out) == by_name
+    # A folder called "shipped" is reached as ./shipped; here there is none, and that is what it says.
+    monkeypatch.chdir(tmp_path)
+    assert main(["locate", str(clip), "--word", "dog", "--artifact", "./shipped"]) == 2
+    assert "shipped: no such artifact folder" in capsys.readouterr().err
