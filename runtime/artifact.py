@@ -58,6 +58,17 @@ def artifact_folder(artifact: str | Path) -> Path:
     return Path(artifact)
 
 
+def folder_version(folder: Path) -> tuple[int, int, int] | None:
+    """Which version of the artifact is at ``folder``, None if there is none: its inode and the time it
+    was renamed into place (an export swaps a new folder in: runtime/files.py), as the inode of a
+    removed version may be reused."""
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_ctime_ns
+
+
 def sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

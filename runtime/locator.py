@@ -20,7 +20,7 @@ import numpy as np
 
 from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
-                                         read_manifest)
+                                         folder_version, read_manifest)
 from framestamp.runtime.audio import load_audio, to_model_rate
 from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence, interval_ends
 from framestamp.runtime.errors import InputError
@@ -114,6 +114,7 @@ class Locator:
         self.decoding = check_decoding(decoding)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
         self.folder = artifact_folder(artifact)
+        version = folder_version(self.folder)
         self.manifest = read_manifest(self.folder, verify=verify)
         self.backend = backend
         if backend == "onnxruntime":
@@ -140,6 +141,8 @@ class Locator:
         self.max_seconds = min(ceilings) if ceilings else None
         self.tokenizer = _open_tokenizer(self.folder / TOKENIZER)
         self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)
+        if folder_version(self.folder) != version:  # an export swapped a new one in: what was read may mix both
+            raise ArtifactError(f"{self.folder}: was replaced (a new export?) while it was being opened; open it again")
         try:
             self.settings = FeatureSettings.from_json(self.manifest["features"])
         except InputError as error:
