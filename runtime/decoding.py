@@ -172,10 +172,14 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
     one strong frame; the separation keeps a transcript's words apart. Any monotone per-frame score
     works the same way, e.g. a binary head's logits (log-odds).
 
-    Separation counts indices of the array (a merged segment is one index). When ``count`` events
-    cannot fit ``min_separation`` apart among the usable frames, the largest separation that fits
-    is used instead (down to 1, distinct frames). Ties go to the earliest frames (the
-    lexicographically first set). Dynamic programming over events from the last, with running
+    With ``widths`` (merged segments, whole frames each) the events are placed on the 40 ms grid the
+    segments cover, each frame at its segment's log-intensity: separation counts grid frames, and a
+    wide segment can hold several events. The posterior is flat inside a segment, so the events a
+    segment holds are then moved, together, as close to its centre as their neighbours allow (a
+    lone event lands on the centre, as ``posterior_mode`` puts it). When ``count`` events cannot fit
+    ``min_separation`` apart among the usable frames, the largest separation that fits is used
+    instead (down to 1, distinct frames). Ties go to the earliest frames (the lexicographically
+    first set). Dynamic programming over events from the last, with running
     suffix maxima: O(count x frames) time; back-pointers are int32 and kept for a block of
     events at a time (the rest recomputed from saved totals), so memory grows as
     sqrt(count) x frames: a 46 MB peak for 500 events over 100k frames.
@@ -185,17 +189,24 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
         count: number of events n >= 1; at most the number of usable frames.
         frame_seconds: seconds per frame (width 1).
         mask: optional (frames,) bool, False for padding; masked frames (and -inf) are never chosen.
-        widths: optional (frames,) segment widths in frames, for merged frames.
-        min_separation: the least gap in frame indices between consecutive events, >= 1.
+        widths: optional (frames,) whole-frame segment widths, for merged frames.
+        min_separation: the least gap in 40 ms frames between consecutive events, >= 1.
 
-    Returns: (count,) float64 sorted, distinct times in seconds: the chosen segments' centres.
-    For n = 1 this is the centre of the strongest segment, as ``posterior_mode`` gives.
+    Returns: (count,) float64 sorted, distinct times in seconds: the chosen frames' centres (with
+    widths: placed inside their segments as above). For n = 1 this is the centre of the strongest
+    segment, as ``posterior_mode`` gives.
     """
     count = _event_count(count)
     check_frame_seconds(frame_seconds)
     if isinstance(min_separation, bool) or not isinstance(min_separation, (int, np.integer)) or min_separation < 1:
         raise InputError(f"min_separation must be an integer >= 1 (frames between events), got {min_separation!r}")
+    merged = widths is not None
     log_intensity, valid, widths, left_edges, _ = _log_masses(log_intensity, mask, widths)
+    if merged:
+        if not np.array_equal(widths, np.round(widths)):
+            raise InputError("ordered_map takes whole-frame widths (merged 40 ms frames)")
+        grid_widths = widths.astype(np.int64)
+        log_intensity, valid = np.repeat(log_intensity, grid_widths), np.repeat(valid, grid_widths)
     usable = np.flatnonzero(valid)
     if count > usable.size:
         raise InputError(f"asked for {count} events but only {usable.size} of {valid.size} frames can hold one "
@@ -203,7 +214,36 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
                          "events, or give longer audio")
     separation = _widest_separation(usable, count, int(min_separation))
     chosen = _best_separated_frames(np.where(valid, log_intensity, -np.inf), count, separation)
-    return (left_edges[chosen] + widths[chosen] / 2) * frame_seconds
+    if not merged:
+        return (left_edges[chosen] + widths[chosen] / 2) * frame_seconds
+    return _centred_in_segments(chosen, np.repeat(np.arange(widths.size), grid_widths), left_edges, widths,
+                                separation) * frame_seconds
+
+
+def _centred_in_segments(chosen: np.ndarray, segment_of: np.ndarray, left_edges: np.ndarray, widths: np.ndarray,
+                         separation: int) -> np.ndarray:
+    """Times in frames for the chosen grid frames, each segment's events moved together towards its
+    centre as far as the segment's edges and the neighbouring events' separation allow (any such
+    move keeps the score: the rate is constant inside a segment). Left to right, each block bounded
+    by the already placed events before it and the not yet moved ones after it."""
+    times = chosen + 0.5
+    segments = segment_of[chosen]
+    start = 0
+    while start < times.size:
+        end = start
+        while end + 1 < times.size and segments[end + 1] == segments[start]:
+            end += 1
+        segment = segments[start]
+        lowest = left_edges[segment] + 0.5 - times[start]  # stay inside the segment
+        highest = left_edges[segment] + widths[segment] - 0.5 - times[end]
+        if start > 0:
+            lowest = max(lowest, times[start - 1] + separation - times[start])
+        if end + 1 < times.size:
+            highest = min(highest, times[end + 1] - separation - times[end])
+        wanted = left_edges[segment] + widths[segment] / 2 - (times[start] + times[end]) / 2
+        times[start:end + 1] += min(max(wanted, lowest), highest)
+        start = end + 1
+    return times
 
 
 def _widest_separation(usable: np.ndarray, count: int, separation: int) -> int:
@@ -403,8 +443,9 @@ def check_decoding(decoding: str) -> str:
 
 
 def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
-                  frame_seconds: float = FRAME_SECONDS, mask=None):
-    """``count`` sorted times in seconds from one example's head scores (frames,).
+                  frame_seconds: float = FRAME_SECONDS, mask=None, widths=None):
+    """``count`` sorted times in seconds from one example's head scores (frames,), or with ``widths``
+    from the scores of merged segments (frames each).
 
     ``objective`` says what the scores are: log-intensities ("poisson", "interpolated") or logits
     ("binary"). ``decoding`` is one of ``DECODINGS``: "ordered" is ``ordered_map`` on the scores
@@ -417,10 +458,10 @@ def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
         raise InputError(f"objective must be binary or one of {', '.join(LOG_INTENSITY_HEADS)}: a head that scores "
                          f"frames, got {objective!r}")
     if decoding == "ordered":
-        return ordered_map(scores, count, frame_seconds, mask=mask)
+        return ordered_map(scores, count, frame_seconds, mask=mask, widths=widths)
     if objective == "binary":
-        return binary_top_k(scores, count, frame_seconds, mask=mask)
-    return posterior_mode(scores, count, frame_seconds, mask=mask)
+        return binary_top_k(scores, count, frame_seconds, mask=mask, widths=widths)
+    return posterior_mode(scores, count, frame_seconds, mask=mask, widths=widths)
 
 
 # Longest word or event end looked for after its start, when nothing else bounds it.

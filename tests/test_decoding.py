@@ -272,6 +272,45 @@ def test_ordered_map_is_the_brute_force_maximiser(monkeypatch, chunk, whole_numb
     assert checked > 1000
 
 
+def test_ordered_map_with_widths_is_the_brute_force_maximiser_on_the_frame_grid():
+    """Merged segments of whole frames: the best separated frames of the 40 ms grid each segment
+    covers (brute force over every tuple of grid frames), placed inside their segments."""
+    rng = np.random.default_rng(14)
+    checked = 0
+    for _ in range(600):
+        segments = int(rng.integers(1, 7))
+        widths = rng.integers(1, 4, segments)
+        log_intensity = rng.integers(-3, 4, segments).astype(float)
+        log_intensity[rng.random(segments) < 0.1] = -np.inf
+        mask = rng.random(segments) < 0.85
+        count, min_separation = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        grid_score, grid_mask = np.repeat(log_intensity, widths), np.repeat(mask, widths)
+        if not 1 <= count <= int((grid_mask & (grid_score > -np.inf)).sum()):
+            continue
+        expected, separation = brute_force_ordered(grid_score, count, grid_mask, min_separation)
+        times = ordered_map(log_intensity, count, FRAME, mask=mask, widths=widths, min_separation=min_separation) / FRAME
+        edges = np.concatenate(([0], np.cumsum(widths)))
+        segment = np.searchsorted(edges, times, side="right") - 1
+        assert log_intensity[segment].sum() == grid_score[expected].sum()  # whole numbers: exact
+        assert mask[segment].all()
+        assert (times >= edges[segment] + 0.5 - 1e-9).all() and (times <= edges[segment + 1] - 0.5 + 1e-9).all()
+        assert (np.diff(times) >= separation - 1e-9).all()
+        checked += 1
+    assert checked > 300
+
+
+def test_ordered_map_with_unit_widths_is_ordered_map_without():
+    rng = np.random.default_rng(15)
+    for _ in range(100):
+        log_intensity, count, mask, min_separation = random_ordered_case(rng, 30, 6, whole_numbers=True)
+        if not 1 <= count <= int((mask & (log_intensity > -np.inf)).sum()):
+            continue
+        np.testing.assert_array_equal(
+            ordered_map(log_intensity, count, FRAME, mask=mask, widths=np.ones(log_intensity.size),
+                        min_separation=min_separation),
+            ordered_map(log_intensity, count, FRAME, mask=mask, min_separation=min_separation))
+
+
 def test_one_event_is_the_strongest_frame_centre_as_posterior_mode():
     rng = np.random.default_rng(12)
     for _ in range(200):
@@ -279,7 +318,7 @@ def test_one_event_is_the_strongest_frame_centre_as_posterior_mode():
         log_intensity = rng.integers(-5, 5, frames).astype(float)  # ties: both take the first
         mask = rng.random(frames) < 0.7
         mask[rng.integers(0, frames)] = True
-        widths = rng.uniform(0.5, 4, frames)
+        widths = rng.integers(1, 5, frames).astype(float)
         best = np.flatnonzero(mask)[np.argmax(log_intensity[mask])]
         centre = (widths[:best].sum() + widths[best] / 2) * FRAME
         found = ordered_map(log_intensity, 1, FRAME, mask=mask, widths=widths)
@@ -296,13 +335,23 @@ def test_ordered_events_keep_their_separation():
         assert (np.diff(frames) >= min_separation).all()
 
 
-def test_widths_give_segment_centres_and_separation_counts_segments():
+def test_widths_give_segment_centres_and_separation_counts_frames():
     log_intensity = np.array([0.0, 5.0, 4.0, 0.0, 3.0])
-    widths = np.array([2.0, 1.0, 3.0, 1.0, 4.0])
+    widths = np.array([2.0, 1.0, 3.0, 1.0, 4.0])  # segments cover frames 0-1, 2, 3-5, 6, 7-10
     centres = (np.cumsum(widths) - widths / 2) * FRAME
-    # Segments 1 and 2 are adjacent (one index apart) however wide segment 2 is.
-    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=2), centres[[1, 4]])
-    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=1), centres[[1, 2]])
+    # Segment 2 starts one frame after segment 1 and is three frames wide: its centre is 2 frames on.
+    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=2), centres[[1, 2]])
+    # Three frames apart: the second event goes to the first frame of segment 2 that is far enough.
+    np.testing.assert_allclose(ordered_map(log_intensity, 2, FRAME, widths=widths, min_separation=3),
+                               np.array([2.5, 5.5]) * FRAME)
+    # A wide segment holds several events, centred together inside it.
+    np.testing.assert_allclose(ordered_map(np.array([0.0, 2.0, 0.0]), 2, FRAME, widths=np.array([1, 6, 1]),
+                                           min_separation=2), np.array([3.0, 5.0]) * FRAME)
+
+
+def test_ordered_map_refuses_widths_of_part_frames():
+    with pytest.raises(InputError, match="whole-frame widths"):
+        ordered_map(np.zeros(3), 2, widths=np.array([1.0, 1.5, 2.0]))
 
 
 def test_separation_is_lowered_to_the_widest_that_fits():
