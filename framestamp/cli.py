@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("framestamp.export.parity", "compare an exported artifact with its PyTorch checkpoint on real audio"),
     "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
     "locate": ("framestamp.runtime.locate", "when does a word / speaker / event / every word of a transcript start (torch-free)"),
+    "serve": ("framestamp.serve", "serve an artifact with Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching"),
     "bench": ("framestamp.benchmarks.bench", "measure latency (vs autoregressive), runtime overhead, decoding, accuracy"),
     "gpu-kit": ("framestamp.benchmarks.gpu", "prepare, run (or --dry-run) and collect the one-lease GPU measurements"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events, interval_ends
+from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
@@ -213,6 +214,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with stdout_for_the_answer(args.json) as answer:  # --json: only the JSON on stdout, whatever else prints
+        return evaluate_command(args, answer)
+
+
+def evaluate_command(args: argparse.Namespace, answer) -> int:
     from framestamp.data.manifest import balanced_subset, read_manifest
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache, length_filter
@@ -235,5 +241,5 @@ def run(args: argparse.Namespace) -> int:
     features = AudioCache(args.manifest.parent, FeatureSettings.from_json(description["features"]))
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
                       decoding=args.decoding)
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table(), file=answer)
     return 0
