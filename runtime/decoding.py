@@ -497,3 +497,61 @@ def interval_ends(inside_logits, starts, frame_seconds: float = FRAME_SECONDS,
     if bounded_by_next and len(starts) > 1:
         ends[:-1] = np.minimum(ends[:-1], np.maximum(starts[1:], starts[:-1] + frame_seconds))
     return ends
+
+
+def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
+              max_seconds: float | None = MAX_INTERVAL_SECONDS, bounded_by_next: bool = False) -> np.ndarray:
+    """Where each interval that begins at ``starts`` ends, from a head's "end" channel.
+
+    The end channel is a log-intensity trained (eq. 5) on where the asked thing ends, so each end is
+    the centre of its most intense frame after the start's frame: at most ``max_seconds`` later (None:
+    up to the clip's end) and, with ``bounded_by_next`` (a transcript's words), no later than the
+    next start's frame. Returns (len(starts),) float64 seconds, each >= its start.
+    """
+    frame_seconds = check_frame_seconds(frame_seconds)
+    log_intensity = np.asarray(end_log_intensity, dtype=np.float64)
+    if log_intensity.ndim != 1 or log_intensity.size == 0:
+        raise InputError(f"end_log_intensity must be a non-empty 1-D array (frames,), got shape {log_intensity.shape}")
+    starts = np.asarray(starts, dtype=np.float64)
+    frames = log_intensity.size
+    longest = frames if max_seconds is None else max(1, int(round(max_seconds / frame_seconds)))
+    ends = np.empty(starts.shape)
+    for i, start in enumerate(starts):
+        first = min(max(int(start / frame_seconds), 0), frames - 1)
+        last = min(frames - 1, first + longest)  # inclusive
+        if bounded_by_next and i + 1 < len(starts):
+            last = min(last, max(first + 1, int(starts[i + 1] / frame_seconds)))
+        if last <= first:  # the start is in the clip's last frame
+            ends[i] = max(start, frames * frame_seconds)
+            continue
+        end_frame = first + 1 + int(np.argmax(log_intensity[first + 1:last + 1]))
+        ends[i] = max(start, (end_frame + 0.5) * frame_seconds)
+    return ends
+
+
+# Which channel gives which task its ends: the inside channel is trained on words (aids.py labels words
+# only); the end channel on whatever the manifest gives ends for (words, transcripts, events).
+INSIDE_ENDED_TASKS = ("word", "transcript")
+END_ENDED_TASKS = ("word", "transcript", "event")
+
+
+def ended_tasks(channels) -> tuple[str, ...]:
+    """The tasks whose answers carry ends with a head of these channels."""
+    if "end" in channels:
+        return END_ENDED_TASKS
+    return INSIDE_ENDED_TASKS if "inside" in channels else ()
+
+
+def interval_ends_for(task: str, scores, channels, starts, frame_seconds: float = FRAME_SECONDS):
+    """Ends for one answer from its per-frame ``scores`` (frames, channels), or None where the head
+    cannot give them: the end channel where there is one, else the inside channel."""
+    if task not in ended_tasks(channels):
+        return None
+    scores = np.asarray(scores)
+    channels = list(channels)
+    if "end" in channels:
+        return end_times(scores[:, channels.index("end")], starts, frame_seconds,
+                         max_seconds=None if task == "event" else MAX_INTERVAL_SECONDS,
+                         bounded_by_next=task == "transcript")
+    return interval_ends(scores[:, channels.index("inside")], starts, frame_seconds,
+                         bounded_by_next=task == "transcript")

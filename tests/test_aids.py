@@ -123,3 +123,36 @@ def test_inside_loss_is_bce_on_the_inside_channel_at_labelled_frames_only():
     plain.aids = Aids(inside=1.0)
     with pytest.raises(InputError, match="inside"):
         plain.training_loss(batch)
+
+
+def test_end_loss_is_the_ihp_likelihood_of_the_ends_on_the_end_channel_only():
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "inside", "end")), seed=0)
+    mel = torch.randn(2, 128, 300)
+    batch = make_batch(model, mel, torch.tensor([300, 200]), [("word", {"word": "dog", "occurrence": 1}, [0.5]),
+                                                               ("speaker", {"occurrence": 1}, [0.25])])
+    batch.event_ends = torch.tensor([[0.93], [0.0]], dtype=torch.float64)
+    batch.ends_mask = torch.tensor([[True], [False]])  # a speaker question has no end
+    model.aids = Aids(end=0.5)
+    loss, metrics = model.training_loss(batch)
+    with torch.no_grad():
+        output = model.run_batch(batch)
+        frames = int(batch.num_audio_frames[0])
+        end_scores = output.scores[0, :frames, 2].double()
+        # One event at 0.93 s: frame 23 of 40 ms; eq. 5 for one event is -log softmax at that frame.
+        expected = -(end_scores[23] - torch.logsumexp(end_scores, 0)).item()
+    assert metrics["end"] == pytest.approx(expected, rel=1e-5)
+    without = Aids()
+    model.aids = without
+    plain_loss, _ = model.training_loss(batch)
+    assert loss.item() == pytest.approx(plain_loss.item() + 0.5 * expected, rel=1e-5)
+    # Only the end channel's weights learn from it.
+    model.aids = Aids(end=1.0)
+    model.zero_grad()
+    model.end_loss(batch, model.run_batch(batch)).backward()
+    grad = model.head.projection.weight.grad
+    assert grad[2].abs().sum() > 0 and grad[:2].abs().sum() == 0
+    onset_only = build_model("omni-tiny", HeadConfig(lookahead=1), seed=0)
+    onset_only.aids = Aids(end=1.0)
+    with pytest.raises(InputError, match="end"):
+        onset_only.training_loss(batch)

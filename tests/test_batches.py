@@ -83,7 +83,11 @@ def test_shapes_padding_and_masks(manifest):
         assert batch.event_mask[row].tolist() == [True] * events + [False] * (batch.event_mask.shape[1] - events)
     assert batch.frame_mask.shape[1] == int(batch.num_audio_frames.max())
     assert batch.mel.shape[2] == int(batch.mel_lengths.max())
-    assert batch.event_ends is None  # only some examples have ends
+    # Ends where an example has them: its event slots in ends_mask, nothing elsewhere.
+    for row, example in enumerate(examples):
+        expected = batch.event_mask[row] if example.ends is not None else torch.zeros_like(batch.event_mask[row])
+        assert torch.equal(batch.ends_mask[row], expected)
+        assert (batch.event_ends[row][~batch.ends_mask[row]] == 0).all()
 
 
 def test_event_times_fall_in_unmasked_frames(manifest):
@@ -106,7 +110,7 @@ def test_event_times_fall_in_unmasked_frames(manifest):
     assert torch.isfinite(poisson_nll(log_intensity, batch.event_times, batch.event_mask, batch.frame_mask))
 
 
-def test_ends_come_when_every_example_has_them(manifest):
+def test_ends_fall_in_unmasked_frames_after_their_starts(manifest):
     _, examples = manifest
     with_ends = [i for i, example in enumerate(examples) if example.ends is not None]
     batch, _ = make_batch(manifest, with_ends)
@@ -119,7 +123,8 @@ def test_batch_moves_to_a_device(manifest):
     batch, _ = make_batch(manifest, [0, 1])
     moved = batch.to("cpu")
     assert isinstance(moved, Batch) and moved.examples == batch.examples
-    assert torch.equal(moved.mel, batch.mel) and moved.event_ends is None
+    assert torch.equal(moved.mel, batch.mel)
+    assert (moved.event_ends is None) == (batch.event_ends is None)
 
 
 def test_cache_shares_clips_between_questions(manifest):

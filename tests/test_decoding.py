@@ -12,8 +12,11 @@ from framestamp.runtime.decoding import (
     binary_count,
     binary_top_k,
     decode_events,
+    end_times,
+    ended_tasks,
     estimate_count,
     expected_count,
+    interval_ends_for,
     ordered_map,
     posterior_mode,
 )
@@ -469,3 +472,43 @@ def test_subtitle_intervals_end_where_the_model_says_never_past_the_next_word():
     assert intervals(["a", "b"], [0.1, 0.5], 2.0, [0.8, 0.7]) == [("a", 0.1, 0.5), ("b", 0.5, 0.7)]
     assert intervals(["a", "b"], [0.1, 0.5], 2.0) == [("a", 0.1, 0.5), ("b", 0.5, 1.0)]  # no ends: next start
     assert intervals(["a", "b", "c"], [0.1, 0.5, 0.5], 2.0, [0.3, 0.7, 0.9]) == [("a", 0.1, 0.3), ("b c", 0.5, 0.9)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_end_times_take_the_most_intense_admissible_frame(seed):
+    rng = np.random.default_rng(seed)
+    frames = int(rng.integers(2, 60))
+    log_intensity = rng.normal(0, 3, frames)
+    count = int(rng.integers(1, 5))
+    starts = np.sort(rng.uniform(0, frames * FRAME, count))
+    bounded = bool(seed % 2)
+    max_seconds = None if seed % 3 == 0 else 0.4
+    ends = end_times(log_intensity, starts, max_seconds=max_seconds, bounded_by_next=bounded)
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        first = int(start / FRAME)
+        # Every frame an end may take: after the start's frame, within max_seconds, not past the next start's frame.
+        allowed = [f for f in range(frames) if f > first
+                   and (max_seconds is None or f - first <= round(max_seconds / FRAME))
+                   and not (bounded and i + 1 < count and f > max(first + 1, int(starts[i + 1] / FRAME)))]
+        assert end >= start
+        if not allowed:
+            assert end == pytest.approx(max(start, frames * FRAME))
+            continue
+        chosen = int(end / FRAME)
+        assert chosen in allowed and end == pytest.approx((chosen + 0.5) * FRAME)
+        assert log_intensity[chosen] == max(log_intensity[f] for f in allowed)
+
+
+def test_ends_come_from_the_end_channel_where_there_is_one():
+    frames = 30
+    scores = np.zeros((frames, 3))
+    scores[:, 1] = -5.0
+    scores[5:20, 1] = 5.0  # inside: frames 5-19
+    scores[12, 2] = 4.0  # end: frame 12
+    starts = np.array([5 * FRAME])
+    assert interval_ends_for("word", scores, ("onset", "inside", "end"), starts)[0] == pytest.approx(12.5 * FRAME)
+    assert interval_ends_for("word", scores[:, :2], ("onset", "inside"), starts)[0] == pytest.approx(20 * FRAME)
+    assert interval_ends_for("event", scores, ("onset", "inside", "end"), starts)[0] == pytest.approx(12.5 * FRAME)
+    assert interval_ends_for("event", scores[:, :2], ("onset", "inside"), starts) is None
+    assert interval_ends_for("speaker", scores, ("onset", "inside", "end"), starts) is None
+    assert ended_tasks(("onset",)) == ()

@@ -36,10 +36,12 @@ class Aids:
     word_identity: float = 0.0  # weight of the frame-level word-identity loss (0: off)
     word_identity_at: str = "audio"  # audio: the encoder's embeddings; decoder: final states at audio frames
     inside: float = 0.0  # weight of the BCE on the head's "inside" channel (needs that channel)
+    end: float = 0.0  # weight of the Poisson NLL of the asked thing's end on the head's "end" channel
 
     def __post_init__(self):
-        if self.word_identity < 0 or self.inside < 0:
-            raise InputError(f"aid weights must be >= 0, got word_identity={self.word_identity}, inside={self.inside}")
+        if self.word_identity < 0 or self.inside < 0 or self.end < 0:
+            raise InputError(f"aid weights must be >= 0, got word_identity={self.word_identity}, inside={self.inside}, "
+                             f"end={self.end}")
         if self.word_identity_at not in WHERE:
             raise InputError(f"word_identity_at must be one of {', '.join(WHERE)}, got {self.word_identity_at!r}")
 

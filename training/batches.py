@@ -123,7 +123,8 @@ class Batch:
     event_mask: torch.Tensor  # (B, N) bool
     frame_mask: torch.Tensor  # (B, F) bool, True at each example's audio frames
     examples: list[Example]
-    event_ends: torch.Tensor | None = None  # (B, N) float64, only when every example has ends
+    event_ends: torch.Tensor | None = None  # (B, N) float64 where the example has ends, 0 elsewhere; None if none has
+    ends_mask: torch.Tensor | None = None  # (B, N) bool: event_mask on the examples with ends
     frame_labels: torch.Tensor | None = None  # (B, kinds, F) long per-frame labels, training aids only (aids.py)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
@@ -195,8 +196,8 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         frame_counts.append(num_audio_frames)
         prompts.append(_prompt_for(example, num_audio_frames, prompt_ids))
         times.append(_fit_to_frames(example, example.times, mel_frames, num_audio_frames, settings))
-        if example.ends is not None:
-            ends.append(_fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))
+        ends.append(None if example.ends is None else
+                    _fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))
 
     batch_size = len(examples)
     input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, pad_id))
@@ -212,12 +213,15 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     slots = max(len(row) for row in times)
     event_times = torch.zeros((batch_size, slots), dtype=torch.float64)
     event_mask = torch.zeros((batch_size, slots), dtype=torch.bool)
-    event_ends = torch.zeros((batch_size, slots), dtype=torch.float64) if len(ends) == batch_size else None
+    any_ends = any(row is not None for row in ends)
+    event_ends = torch.zeros((batch_size, slots), dtype=torch.float64) if any_ends else None
+    ends_mask = torch.zeros((batch_size, slots), dtype=torch.bool) if any_ends else None
     for row, row_times in enumerate(times):
         event_times[row, : len(row_times)] = torch.tensor(row_times, dtype=torch.float64)
         event_mask[row, : len(row_times)] = True
-        if event_ends is not None:
+        if ends[row] is not None:
             event_ends[row, : len(row_times)] = torch.tensor(ends[row], dtype=torch.float64)
+            ends_mask[row, : len(row_times)] = True
 
     labels = None
     if frame_labels is not None:
@@ -235,7 +239,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         audio_start=audio_start,
         num_audio_frames=num_audio_frames, mel=mel, mel_lengths=mel_lengths,
         event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
-        examples=list(examples), event_ends=event_ends, frame_labels=labels,
+        examples=list(examples), event_ends=event_ends, ends_mask=ends_mask, frame_labels=labels,
     )
 
 

@@ -214,7 +214,24 @@ class FrameStampModel(nn.Module):
             inside = self.inside_loss(batch, output)
             metrics["inside"] = inside.item()
             loss = loss + self.aids.inside * inside
+        if self.aids.end > 0 and batch.event_ends is not None:
+            end = self.end_loss(batch, output)
+            metrics["end"] = end.item()
+            loss = loss + self.aids.end * end
         return loss, metrics
+
+    def end_loss(self, batch, output: FrameOutput) -> torch.Tensor:
+        """Eq. 5 on the head's "end" channel with the asked thing's ends as the events: an IHP whose
+        mode is where the word (each transcript word, the event) ends. Examples without ends (speaker
+        questions) have no events and add nothing."""
+        if "end" not in self.head_config.channels:
+            raise InputError("the end loss needs a head with an 'end' channel (--channels onset,end)")
+        used = batch.ends_mask
+        per_example = poisson_nll(output.scores[..., self.head_config.channels.index("end")], batch.event_ends, used,
+                                  output.frame_mask, reduction="none")
+        has_ends = used.any(-1)
+        per_event = per_example / used.sum(-1).clamp(min=1)
+        return per_event[has_ends].mean()
 
     def inside_loss(self, batch, output: FrameOutput) -> torch.Tensor:
         """BCE of the head's "inside" channel: is this frame inside the asked word (any occurrence)?"""

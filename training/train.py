@@ -90,10 +90,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="weight of a frame-level loss naming the word spoken at each audio frame through the "
                       "LM's tied token embeddings; labels from the manifest's transcript lines (default 0: off)")
     model.add_argument("--channels", default="onset", help="head channels, comma-separated: onset (the timestamp "
-                       "channel, always first) and optionally inside (frames inside the asked word; see --inside)")
+                       "channel, always first), optionally inside (frames inside the asked word; see --inside) and "
+                       "end (where the asked word, transcript word or event ends; see --end)")
     aids.add_argument("--inside", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of a per-frame BCE on the head's inside channel: every frame of every occurrence "
                       "of the asked word is positive, other words' frames negative (needs --channels onset,inside)")
+    aids.add_argument("--end", type=float, default=0.0, metavar="WEIGHT",
+                      help="weight of the Poisson NLL of where the asked thing ends (the manifest's ends) on the "
+                      "head's end channel, which then gives interval ends (needs --channels onset,...,end)")
     aids.add_argument("--word-identity-at", choices=("audio", "decoder"), default="audio",
                       help="where that loss reads: the encoder's audio embeddings (default) or the decoder's "
                       "final states at the audio frames")
@@ -168,15 +172,19 @@ def run(args: argparse.Namespace) -> int:
         eval_examples = balanced_subset(eval_examples, args.eval_limit)
 
     channels = tuple(name.strip() for name in args.channels.split(","))
-    if channels[0] != "onset" or not set(channels) <= {"onset", "inside"} or len(set(channels)) != len(channels):
-        raise InputError(f"--channels must be onset or onset,inside; got {args.channels!r}")
+    if channels[0] != "onset" or not set(channels) <= {"onset", "inside", "end"} or len(set(channels)) != len(channels):
+        raise InputError(f"--channels must be onset followed by any of inside, end; got {args.channels!r}")
     if args.inside and "inside" not in channels:
         raise InputError("--inside needs the inside channel: add --channels onset,inside")
+    if ("end" in channels) != (args.end > 0):
+        raise InputError("the end channel and --end go together: --channels onset,end (or onset,inside,end) with "
+                         "--end WEIGHT > 0, or neither")
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
                       count_term=args.count_term, channels=channels)
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
-    model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside)
+    model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
+                      end=args.end)
     frame_labels = None
     if model.aids.active:
         spans = clip_word_spans(every_train_example)
