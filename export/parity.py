@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 
 
@@ -284,16 +285,17 @@ def run(args: argparse.Namespace) -> int:
         median_abs=args.median_abs if args.median_abs is not None else base.median_abs,
         timestamp_ms=args.timestamp_ms if args.timestamp_ms is not None else base.timestamp_ms,
         agreement=args.agreement if args.agreement is not None else base.agreement)
-    with tempfile.TemporaryDirectory(prefix="framestamp-parity.") as scratch:
-        manifest = args.manifest or _generated_clips(Path(scratch))
-        report = check_parity(args.checkpoint, args.artifact, manifest, args.batch_sizes, args.seconds, tolerance,
-                              args.device, progress=not args.json)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
-    status = 1 if report.failures() else 0
-    if args.trt:
-        from framestamp.export.tensorrt import polygraphy_check
+    with stdout_for_the_answer(args.json) as answer:  # --json: the clips' generation and polygraphy print to stderr
+        with tempfile.TemporaryDirectory(prefix="framestamp-parity.") as scratch:
+            manifest = args.manifest or _generated_clips(Path(scratch))
+            report = check_parity(args.checkpoint, args.artifact, manifest, args.batch_sizes, args.seconds, tolerance,
+                                  args.device, progress=not args.json)
+        status = 1 if report.failures() else 0
+        if args.trt:
+            from framestamp.export.tensorrt import polygraphy_check
 
-        status = max(status, polygraphy_check(args.artifact, max(args.seconds), max(args.batch_sizes)))
+            status = max(status, polygraphy_check(args.artifact, max(args.seconds), max(args.batch_sizes)))
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.table(), file=answer)
     return status
 
 

@@ -161,6 +161,17 @@ def test_parity_command_exits_non_zero_past_its_tolerance(exported, speech, caps
     assert result["passed"] is False and result["end_to_end"]["max_abs"] > 1e-15
 
 
+def test_parity_json_is_the_only_thing_on_stdout(exported, capsys):
+    backbone, checkpoint, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("the command is the same for both backbones")
+    # Without --manifest it generates clips first, and that nested command reports what it wrote.
+    assert main(["parity", str(checkpoint), str(artifact), "--batch-sizes", "1", "--seconds", "0.5", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["passed"] is True
+    assert "wrote" in captured.err and "wrote" not in captured.out
+
+
 def test_evaluate_scores_an_artifact_as_its_checkpoint(exported, speech, capsys):
     backbone, checkpoint, artifact = exported
     if backbone != "omni-tiny":
