@@ -48,8 +48,8 @@ def replace(new: Path, path: Path, aside: Path) -> None:
     """Put ``new`` in ``path``'s place. An existing ``path`` is swapped out in the same rename (Linux
     renameat2 RENAME_EXCHANGE) and ends at ``new``. Without that rename it is first moved to ``aside``:
     for the moment between the two renames ``path`` is missing (the old version is at ``aside``)."""
-    if not os.path.lexists(path) or not (new.is_dir() or path.is_dir()):
-        os.replace(new, path)  # nothing there, or a file over a file: one rename already
+    if not (new.is_dir() and os.path.lexists(path) and path.is_dir()):
+        os.replace(new, path)  # nothing there, or a file over a file: one rename already (a file over a folder fails)
     elif not _exchange(new, path):
         os.replace(path, aside)
         os.replace(new, path)

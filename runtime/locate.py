@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from framestamp.runtime.artifact import SHIPPED, SHIPPED_ARTIFACT, artifact_folder  # noqa: F401 (imported from here)
 from framestamp.runtime.decoding import DECODINGS
 from framestamp.runtime.formats import FORMATS
+
+# What the head's per-frame scores are, by objective (the --plot's lower axis).
+SCORE_NAMES = {"poisson": "log-intensity", "interpolated": "log-intensity", "binary": "logit"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="drop times whose confidence (the model's probability of being within 40 ms) is below P, "
                              "and say how many on stderr (default 0: keep all)")
-    parser.add_argument("--plot", type=Path, metavar="PNG",
-                        help="draw the waveform, the intensity curve and the timestamps (needs matplotlib)")
+    parser.add_argument("--window", type=float, metavar="SECONDS",
+                        help="answer audio longer than this a window at a time, the windows' answers stitched over the "
+                             "whole recording (default 12, what the model was trained on; 0: one pass over all of it)")
+    parser.add_argument("--overlap", type=float, metavar="SECONDS", help="seconds shared by neighbouring windows (default 4)")
+    parser.add_argument("--plot", type=Path, metavar="FILE",
+                        help="draw the waveform, the intensity curve and the timestamps into FILE: .png, .jpg, .pdf "
+                             "or .svg (needs matplotlib); the printed answer is the same with or without it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.locator import Locator
 
     check_arguments(args)
+    windows = {} if args.window is None else {"window_seconds": args.window or None}
+    if args.overlap is not None:
+        windows["overlap_seconds"] = args.overlap
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
-                      precision=args.precision, decoding=args.decoding)
+                      precision=args.precision, decoding=args.decoding, **windows)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:
@@ -69,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
                   f"with confidence below {args.min_confidence:g}", file=sys.stderr)
         result = kept
     if args.plot is not None:
-        plot(args.audio, result, args.plot)
+        from framestamp.runtime.audio import load_audio
+        from framestamp.runtime.plot import save_plot
+
+        save_plot(load_audio(args.audio), locator.settings.sample_rate, result, f"{args.audio.name}: {result.question}",
+                  SCORE_NAMES[locator.objective], args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
-    sys.stdout.write(render(result, args.format))
+    sys.stdout.write(render(replace(result, log_intensity=None), args.format))  # the intensity was for the plot
     return 0
 
 
@@ -92,40 +108,7 @@ def check_arguments(args: argparse.Namespace) -> None:
                          "precision it was exported with: pick it with --artifact")
     if not 0.0 <= args.min_confidence <= 1.0:
         raise InputError(f"--min-confidence is a probability in [0, 1], got {args.min_confidence:g}")
+    if args.plot is not None:
+        from framestamp.runtime.plot import check_plot_path
 
-
-def plot(audio: Path, result, out: Path) -> None:
-    """Waveform above, the per-frame intensity below, a line at each timestamp through both."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from framestamp.runtime.errors import InputError
-
-        raise InputError("--plot needs matplotlib: pip install 'framestamp[plot]'") from None
-    import numpy as np
-
-    from framestamp.runtime.audio import load_audio
-    from framestamp.runtime.files import atomic_path
-    from framestamp.runtime.frames import SAMPLE_RATE
-
-    samples = load_audio(audio)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-    top.plot(np.arange(len(samples)) / SAMPLE_RATE, samples, linewidth=0.4, color="0.35")
-    top.set_ylabel("waveform")
-    frames = (np.arange(len(result.log_intensity)) + 0.5) * result.frame_seconds
-    bottom.plot(frames, result.log_intensity, color="tab:blue")
-    bottom.set_ylabel("log-intensity per 40 ms")
-    bottom.set_xlabel("seconds")
-    labels = result.words or [""] * len(result.times)
-    for time, label in zip(result.times, labels):
-        for axis in (top, bottom):
-            axis.axvline(time, color="tab:red", linewidth=0.8)
-        top.annotate(label, (time, 1.0), xycoords=("data", "axes fraction"), rotation=60, fontsize=7, va="bottom")
-    top.set_title(result.question.replace("\n", " ")[:120], fontsize=9, pad=28)
-    figure.tight_layout()
-    with atomic_path(out) as temporary:
-        figure.savefig(temporary, dpi=120, format="png")
-    plt.close(figure)
+        check_plot_path(args.plot)
