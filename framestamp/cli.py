@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (FramestampError, FileNotFoundError) as error:
-        # Errors raised on purpose for bad input carry a message meant for the user.
+    except (FramestampError, OSError) as error:
+        # Errors raised on purpose for bad input carry a message meant for the user; so do the system's (a file
+        # missing, no permission, a disk full), which name the path.
         print(f"framestamp {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

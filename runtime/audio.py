@@ -60,9 +60,11 @@ def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray
     import soundfile
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such audio file")
     try:
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not an audio file")
+        if not path.is_file():
+            raise InputError(f"{path}: no such audio file")
         info = soundfile.info(str(path))
         if max_seconds and info.frames / info.samplerate > max_seconds:
             raise InputError(f"{path}: {info.frames / info.samplerate:.1f} s of audio is longer than the "
@@ -71,6 +73,8 @@ def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise InputError(f"{path}: cannot be read as audio ({error}); use wav, flac, ogg or another format libsndfile reads") from None
+    except OSError as error:  # no permission, a name too long for the system, an I/O error
+        raise InputError(f"{str(path)[:200]}: cannot be read ({error.strerror or error})") from None
     if info.frames > 0 and len(samples) < info.frames:
         raise InputError(f"{path}: is cut short: its header promises {info.frames / rate:.2f} s but only "
                          f"{len(samples) / rate:.2f} s could be decoded; the file is incomplete")

@@ -37,6 +37,11 @@ def check_plot_path(path: Path) -> None:
     plot_format(path)
     if Path(path).is_dir():
         raise InputError(f"--plot {path}: is a folder; give a file name")
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:  # the folders still to make must go in a folder
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--plot {path}: {folder} is a file, so no folder can be made in it")
     if importlib.util.find_spec("matplotlib") is None:
         raise InputError("--plot needs matplotlib: pip install 'framestamp[plot]'")
 

@@ -75,7 +75,13 @@ def normalize_transcript(text: str) -> list[tuple[str, str]]:
 
 
 def check_free_text(name: str, text: str) -> None:
-    """Refuse text that would smuggle chat or audio control tokens (``<|im_end|>``, ``<|AUDIO|>``) into the prompt."""
+    """Refuse text that would smuggle chat or audio control tokens (``<|im_end|>``, ``<|AUDIO|>``) into the prompt,
+    and strings that are not text (lone surrogates, which no tokenizer can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(f"prompt field {name!r} holds {text[error.start]!r} at character {error.start}, which is not a "
+                         "character but half of a UTF-16 pair: pass valid text") from None
     found = CONTROL_TOKEN.search(text)
     if found:
         raise InputError(f"prompt field {name!r} contains the control token {found.group(0)!r}; "

@@ -203,6 +203,11 @@ def test_locator_options_that_cannot_work_are_refused(options, message):
     (lambda loc, x: loc.word(x, "dog", occurrence=True, rate=RATE), "occurrence"),
     (lambda loc, x: loc.word(x, "x" * 100_000, rate=RATE), "more than the 2048 allowed"),
     (lambda loc, x: loc.word(x, "dog", transcript=["the", "dog"], rate=RATE), "transcript must be a string"),
+    (lambda loc, x: loc.word(x, "do\ud800g", rate=RATE), "half of a UTF-16 pair"),
+    (lambda loc, x: loc.transcript(x, "the \udfff dog", rate=RATE), "half of a UTF-16 pair"),
+    (lambda loc, x: loc.ask(x, "when\ud83d?", rate=RATE), "half of a UTF-16 pair"),
+    (lambda loc, x: loc.word("a" * 5000 + ".wav", "dog"), "cannot be read (File name too long)"),
+    (lambda loc, x: loc.word(Path(__file__).parent, "dog"), "is a folder, not an audio file"),
 ])
 def test_malformed_queries_are_refused(locator, speech, call, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -68,17 +68,19 @@ def test_every_offered_format_is_written_as_itself(tmp_path, suffix):
     ("plot.txt", "cannot write a .txt file"),
     ("plot", "cannot write a file without an extension"),
     ("folder.png", "is a folder; give a file name"),
+    ("a-file/plots/words.png", "a-file is a file, so no folder can be made in it"),
 ])
 def test_a_plot_that_cannot_be_written_is_refused_before_the_model_runs(clip, tmp_path, capsys, monkeypatch,
                                                                         name, message):
     import framestamp.runtime.locator as locator_module
 
     (tmp_path / "folder.png").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setattr(locator_module.Locator, "__init__", lambda *a, **k: pytest.fail("the model was opened"))
     assert main(["locate", str(clip), "--word", "dog", "--plot", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder.png"]  # nothing written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "folder.png"]  # nothing written
 
 
 def boxes(figure, texts):
@@ -113,3 +115,16 @@ def test_the_figure_says_what_it_shows_and_no_word_overprints_another():
         for j in range(i + 1, len(placed)):
             assert not first.overlaps(placed[j]), (labels[i].get_text(), labels[j].get_text())
     plt.close(figure)
+
+
+
+def test_what_the_system_refuses_to_write_is_one_line(clip, capsys, monkeypatch):
+    import framestamp.runtime.plot as plot_module
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/shared/plots/words.png")
+
+    monkeypatch.setattr(plot_module, "save_plot", refuse)
+    assert main(["locate", str(clip), "--word", "dog", "--plot", "words.png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "framestamp locate: error: [Errno 13] Permission denied: '/shared/plots/words.png'"
