@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from framestamp.data.manifest import Example, balanced_subset, read_manifest
-from framestamp.runtime.artifact import GraphSessions
+from framestamp.runtime.artifact import GraphSessions, decoder_places
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
@@ -42,9 +42,11 @@ def graph_feeds(examples: list[Example], manifest_dir: Path, sessions: GraphSess
         audio, frame_counts = sessions.encode(mel, mel_lengths)
         ids = prompt_ids(tokenizer, example.question, audio_frames_for_mel(mel.shape[2]))
         input_ids, attention_mask, audio_start = pad_prompts([ids], pad_id)
-        yield ({"mel": mel, "mel_lengths": mel_lengths},
-               {"input_ids": input_ids, "attention_mask": attention_mask, "audio_start": audio_start,
-                "audio": audio, "frame_counts": frame_counts})
+        decoder = {"input_ids": input_ids, "attention_mask": attention_mask, "audio_start": audio_start,
+                   "audio": audio, "frame_counts": frame_counts}
+        if sessions.takes_merged_audio:
+            decoder.update(decoder_places(audio.shape[1], frame_counts))  # unmerged: a position and place per frame
+        yield {"mel": mel, "mel_lengths": mel_lengths}, decoder
 
 
 def feed_reader(feeds: list[dict]):

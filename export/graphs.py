@@ -20,6 +20,7 @@ from torch import nn
 from framestamp.runtime.artifact import DECODER, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS, ENCODER_OUTPUTS
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.prompts import pad_prompts, prompt_ids, render_prompt
+from framestamp.training.model import Merging, merge_audio
 
 DEFAULT_OPSET = 18
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room for the graph itself
@@ -42,31 +43,35 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt ids, mask, audio start, audio embeddings and frame counts -> scores (B, F, channels)."""
+    """Prompt ids, mask, audio start, audio embeddings, frame counts, audio positions and the head's
+    places (runtime/merging.py; one per frame for unmerged audio) -> scores (B, places, channels)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, audio_start, audio, frame_counts):
-        return self.model.frame_scores(input_ids, attention_mask, audio_start, audio, frame_counts).scores
+    def forward(self, input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions, frame_tokens):
+        return self.model.frame_scores(input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions,
+                                       frame_tokens).scores
 
 
 def example_inputs(model, seed: int = 0) -> tuple[dict, dict]:
-    """Tracing inputs: two clips of different lengths, a short and a long question, right padding."""
+    """Tracing inputs: two clips of different lengths, a short and a long question, right padding, and
+    the audio merged (so the traced decoder reads positions and the head's places from its inputs)."""
     generator = torch.Generator().manual_seed(seed)
     mel_lengths = torch.tensor([530, 301])
     mel = torch.randn(2, model.info.num_mel_bins, 530, generator=generator)
     questions = [render_prompt("word", {"word": "time", "occurrence": 2}),
                  render_prompt("transcript", {"transcript": "the quick brown fox jumps over the lazy dog"})]
-    frames = [audio_frames_for_mel(int(length)) for length in mel_lengths]
-    prompts = [prompt_ids(model.tokenizer, question, count) for question, count in zip(questions, frames)]
-    input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, model.pad_id))
     with torch.no_grad():
         audio, frame_counts = model.encode_audio(mel, mel_lengths)
+        merged, token_counts, positions, frame_tokens, _ = merge_audio(audio, frame_counts, Merging(0.3))
+    prompts = [prompt_ids(model.tokenizer, question, int(count)) for question, count in zip(questions, token_counts)]
+    input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, model.pad_id))
     encoder = {"mel": mel, "mel_lengths": mel_lengths}
     decoder = {"input_ids": input_ids, "attention_mask": attention_mask, "audio_start": audio_start,
-               "audio": audio.float(), "frame_counts": frame_counts}
+               "audio": merged.float(), "frame_counts": token_counts, "audio_positions": positions,
+               "frame_tokens": frame_tokens}
     return encoder, decoder
 
 
@@ -78,10 +83,12 @@ def dynamic_axes(model) -> dict[str, dict]:
     mel_frames = Dim("mel_frames", min=1, max=model.info.fixed_mel_frames or MAX_MEL_FRAMES)
     tokens = Dim("tokens", min=2, max=MAX_TOKENS)
     frames = Dim("frames", min=1, max=audio_frames_for_mel(MAX_MEL_FRAMES))
+    places = Dim("places", min=1, max=audio_frames_for_mel(MAX_MEL_FRAMES))  # the head's: frames, or merged tokens
     return {
         ENCODER: {"mel": {0: batch, 2: mel_frames}, "mel_lengths": {0: batch}},
         DECODER: {"input_ids": {0: batch, 1: tokens}, "attention_mask": {0: batch, 1: tokens},
-                  "audio_start": {0: batch}, "audio": {0: batch, 1: frames}, "frame_counts": {0: batch}},
+                  "audio_start": {0: batch}, "audio": {0: batch, 1: frames}, "frame_counts": {0: batch},
+                  "audio_positions": {0: batch, 1: frames}, "frame_tokens": {0: batch, 1: places}},
     }
 
 

@@ -134,16 +134,26 @@ class OnnxModel:
 
         return prompt_ids(self.tokenizer, example.question, num_audio_frames)
 
-    def run_batch(self, batch):
+    def run_batch(self, batch, merging=None):
+        """Scores as ``FrameStampModel.run_batch`` gives them; ``merging`` merges in NumPy between the graphs."""
         import torch
 
+        from framestamp.runtime.merging import merge_batch
         from framestamp.training.model import FrameOutput
 
         audio, frame_counts = self.sessions.encode(batch.mel.numpy(), batch.mel_lengths.numpy())
-        scores = self.sessions.scores(batch.input_ids.numpy(), batch.attention_mask.numpy(),
-                                      batch.audio_start.numpy(), audio, frame_counts)
-        frame_mask = np.arange(scores.shape[1])[None] < frame_counts[:, None]
-        return FrameOutput(scores=torch.from_numpy(scores), frame_mask=torch.from_numpy(frame_mask), hidden=None)
+        prompt = (batch.input_ids.numpy(), batch.attention_mask.numpy(), batch.audio_start.numpy())
+        plans = None
+        if merging is None:
+            scores = self.sessions.scores(*prompt, audio, frame_counts)
+            frame_mask = np.arange(scores.shape[1])[None] < frame_counts[:, None]
+        else:
+            merged, token_counts, positions, places, plans = merge_batch(audio, frame_counts, merging.ratio, merging.kind,
+                                                                         merging.positions, merging.head)
+            scores = self.sessions.scores(*prompt, merged, token_counts, positions, places)
+            frame_mask = places >= 0
+        return FrameOutput(scores=torch.from_numpy(scores), frame_mask=torch.from_numpy(frame_mask), hidden=None,
+                           plans=plans if merging is not None and merging.head == "segments" else None)
 
 
 def fitted_examples(examples, seconds: float, batch_size: int, offset: int):

@@ -76,7 +76,9 @@ def profile_shapes(manifest: dict, max_batch: int, max_seconds: float, max_promp
                   "audio_start": ((1,), (opt_batch,), (max_batch,)),
                   "audio": ((1, 1, hidden), (opt_batch, encoder_frames(opt_mel, limits), hidden),
                             (max_batch, max_frames, hidden)),
-                  "frame_counts": ((1,), (opt_batch,), (max_batch,))},
+                  "frame_counts": ((1,), (opt_batch,), (max_batch,)),
+                  "audio_positions": ((1, 1), (opt_batch, encoder_frames(opt_mel, limits)), (max_batch, max_frames)),
+                  "frame_tokens": ((1, 1), (opt_batch, encoder_frames(opt_mel, limits)), (max_batch, max_frames))},
     }
 
 

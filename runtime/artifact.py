@@ -6,8 +6,9 @@ its layout lives here:
     engines/          TensorRT engines and their manifests (`framestamp build-engine`), not hashed here
     manifest.json     schema version, versions, backbone, head, features, prompts, graphs, sha256 of every file
     encoder.onnx      mel (B, mel_bins, L) float32, mel_lengths (B,) int64 -> audio (B, F, H), frame_counts (B,)
-    decoder.onnx      input_ids, attention_mask (B, T) int64, audio_start (B,) int64, audio, frame_counts
-                      -> scores (B, F, channels) float32: log-intensity (Poisson) or logits (binary)
+    decoder.onnx      input_ids, attention_mask (B, T) int64, audio_start (B,) int64, audio, frame_counts,
+                      audio_positions (B, F) float32, frame_tokens (B, P) int64 (merged audio: merging.py)
+                      -> scores (B, P, channels) float32: log-intensity (Poisson) or logits (binary)
     tokenizer.json    the prompt tokenizer
 """
 
@@ -32,7 +33,10 @@ ENCODER, DECODER = "encoder", "decoder"
 GRAPH_FILES = {ENCODER: "encoder.onnx", DECODER: "decoder.onnx"}
 ENCODER_INPUTS = ("mel", "mel_lengths")
 ENCODER_OUTPUTS = ("audio", "frame_counts")
-DECODER_INPUTS = ("input_ids", "attention_mask", "audio_start", "audio", "frame_counts")
+DECODER_INPUTS = ("input_ids", "attention_mask", "audio_start", "audio", "frame_counts", "audio_positions",
+                  "frame_tokens")
+# Decoders exported before token merging (runtime/merging.py) take only these; they run unmerged audio.
+UNMERGED_DECODER_INPUTS = DECODER_INPUTS[:5]
 DECODER_OUTPUTS = ("scores",)
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINES = "engines"  # TensorRT engines built later, each with its own manifest naming its graph's sha256
@@ -306,6 +310,8 @@ class GraphSessions:
                 raise ArtifactError(f"{path}: ONNX Runtime cannot load the {name} graph ({first[:300]}); "
                                     "re-export the artifact") from None
             found = tuple(value.name for value in session.get_inputs())
+            if name == DECODER and found == UNMERGED_DECODER_INPUTS:
+                found = inputs  # exported before merging: runs unmerged audio (``takes_merged_audio``)
             if found != inputs:
                 swapped = " (these are the other graph's inputs: were the files swapped?)" if found in (
                     ENCODER_INPUTS, DECODER_INPUTS) else ""
@@ -319,11 +325,35 @@ class GraphSessions:
             "mel": np.ascontiguousarray(mel, dtype=np.float32), "mel_lengths": np.asarray(mel_lengths, dtype=np.int64)})
         return audio, frame_counts
 
-    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts) -> np.ndarray:
-        (scores,) = self.decoder.run(list(DECODER_OUTPUTS), {
-            "input_ids": np.asarray(input_ids, dtype=np.int64),
-            "attention_mask": np.asarray(attention_mask, dtype=np.int64),
-            "audio_start": np.asarray(audio_start, dtype=np.int64),
-            "audio": np.ascontiguousarray(audio, dtype=np.float32),
-            "frame_counts": np.asarray(frame_counts, dtype=np.int64)})
+    @property
+    def takes_merged_audio(self) -> bool:
+        """Whether the decoder graph takes merged audio tokens (exported with audio_positions, frame_tokens)."""
+        return len(self.decoder.get_inputs()) == len(DECODER_INPUTS)
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions=None,
+               frame_tokens=None) -> np.ndarray:
+        """Per-frame scores; ``audio_positions`` and ``frame_tokens`` for merged audio (None: unmerged)."""
+        feed = {"input_ids": np.asarray(input_ids, dtype=np.int64),
+                "attention_mask": np.asarray(attention_mask, dtype=np.int64),
+                "audio_start": np.asarray(audio_start, dtype=np.int64),
+                "audio": np.ascontiguousarray(audio, dtype=np.float32),
+                "frame_counts": np.asarray(frame_counts, dtype=np.int64)}
+        if self.takes_merged_audio:
+            feed.update(decoder_places(feed["audio"].shape[1], feed["frame_counts"], audio_positions, frame_tokens))
+        elif audio_positions is not None or frame_tokens is not None:
+            raise ArtifactError(f"{self.folder}: this artifact's decoder was exported before token merging; "
+                                "re-export it with `framestamp export` to merge audio tokens")
+        (scores,) = self.decoder.run(list(DECODER_OUTPUTS), feed)
         return scores
+
+
+def decoder_places(frames: int, frame_counts: np.ndarray, audio_positions=None, frame_tokens=None) -> dict:
+    """The decoder's ``audio_positions`` and ``frame_tokens`` inputs; for unmerged audio (None) one
+    position per frame and the head reading every frame."""
+    if audio_positions is None:
+        audio_positions = np.broadcast_to(np.arange(frames, dtype=np.float32), (len(frame_counts), frames))
+    if frame_tokens is None:
+        index = np.arange(frames)[None]
+        frame_tokens = np.where(index < np.asarray(frame_counts)[:, None], index, -1)
+    return {"audio_positions": np.ascontiguousarray(audio_positions, dtype=np.float32),
+            "frame_tokens": np.ascontiguousarray(frame_tokens, dtype=np.int64)}

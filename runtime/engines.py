@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framestamp.runtime.artifact import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS, ENGINES
+from framestamp.runtime.artifact import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS, ENGINES, decoder_places
 from framestamp.runtime.errors import FramestampError, InputError
 
 ENGINE_FORMAT = "framestamp-engine"
@@ -95,6 +95,8 @@ class EngineGraphs:
             runner.activate()
             self.runners[name] = runner
             self.limits = manifest["limits"]
+        # Engines built from a decoder exported before token merging take its five inputs only.
+        self.takes_merged_audio = "frame_tokens" in self.runners[DECODER].get_input_metadata()
         self._lock = threading.Lock()
 
     def encode(self, mel: np.ndarray, mel_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,9 +105,15 @@ class EngineGraphs:
             outputs = self.runners[ENCODER].infer(feed)
         return outputs["audio"], outputs["frame_counts"]
 
-    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts) -> np.ndarray:
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions=None,
+               frame_tokens=None) -> np.ndarray:
         values = (input_ids, attention_mask, audio_start, audio, frame_counts)
         feed = {name: np.ascontiguousarray(value, np.float32 if name == "audio" else np.int64)
                 for name, value in zip(DECODER_INPUTS, values)}
+        if self.takes_merged_audio:
+            feed.update(decoder_places(feed["audio"].shape[1], feed["frame_counts"], audio_positions, frame_tokens))
+        elif audio_positions is not None or frame_tokens is not None:
+            raise InputError("these engines were built from a decoder exported before token merging; re-export the "
+                             "artifact and rebuild the engines to merge audio tokens")
         with self._lock:
             return self.runners[DECODER].infer(feed)["scores"]

@@ -43,6 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="drop times whose confidence (the model's probability of being within 40 ms) is below P, "
                              "and say how many on stderr (default 0: keep all)")
+    parser.add_argument("--merge", type=float, metavar="RATIO",
+                        help="merge this share of the audio tokens (0-1) away before the decoder: a faster pass, less "
+                             "accurate (training-free; see the README's merging section)")
+    parser.add_argument("--merge-kind", choices=("local", "global"), default="local",
+                        help="'local' (default) merges neighbouring frames; 'global' any similar ones (the control)")
     parser.add_argument("--plot", type=Path, metavar="FILE",
                         help="draw the waveform, the intensity curve and the timestamps into FILE: .png, .jpg, .pdf "
                              "or .svg (needs matplotlib); the printed answer is the same with or without it")
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_arguments(args)
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
-                      precision=args.precision, decoding=args.decoding)
+                      precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:

@@ -26,6 +26,7 @@ from framestamp.runtime.decoding import check_decoding, decode_events, event_con
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.merging import MergingGraphs, check_ratio
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         prompt_ids, render_prompt, special_token_id)
 
@@ -105,12 +106,15 @@ class Locator:
     ``max_seconds`` / ``max_prompt_tokens`` refuse longer inputs; engines set them from their profile.
     ``decoding`` is "ordered" (a transcript's words on distinct, separated frames, chosen jointly) or
     "posterior" (the paper's per-event posterior mode); for one event they agree.
+    ``merge`` merges that share of the audio tokens away before the decoder (training-free, runtime/
+    merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
     """
 
     def __init__(self, artifact: str | Path = SHIPPED, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
                  threads: int | None = None, precision: str | None = None, batch_size: int = 8,
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
-                 decoding: str = "ordered", count_check: bool = True):
+                 decoding: str = "ordered", count_check: bool = True,
+                 merge: float | None = None, merge_kind: str = "local"):
         self.decoding = check_decoding(decoding)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
         self.folder = artifact_folder(artifact)
@@ -163,6 +167,9 @@ class Locator:
         self.vocabulary = frozenset(trained_on["vocabulary"]) if trained_on.get("vocabulary") else None
         self.absent_below = (self.manifest.get("warning_thresholds") or {}).get("absent_below") or {}
         self.count_check = bool(count_check)
+        self.merge = None if merge is None else check_ratio(merge)  # share of audio tokens merged away
+        if self.merge:  # prompts and scores stay one per 40 ms frame; the decoder reads merged tokens
+            self.graphs = MergingGraphs(self.graphs, self.merge, merge_kind, self.pad_id)
 
     # ------------------------------------------------------------------------------ questions
     def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:

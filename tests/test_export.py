@@ -183,6 +183,77 @@ def test_evaluate_scores_an_artifact_as_its_checkpoint(exported, speech, capsys)
     assert scores[0] == scores[1]
 
 
+def test_merged_audio_graphs_equal_pytorch_at_random_shapes(exported):
+    """Token merging on: PyTorch (the plan from its own encoder's output, means in torch) against ONNX
+    Runtime (NumPy merging between the graphs), random batches, lengths, ratios and settings."""
+    import torch
+
+    from framestamp.runtime.merging import merge_batch
+    from framestamp.runtime.prompts import pad_prompts, prompt_ids, render_prompt
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.model import Merging, merge_audio
+
+    backbone, checkpoint, artifact = exported
+    model, _ = load_checkpoint(checkpoint)
+    sessions = GraphSessions.open(artifact)
+    assert sessions.takes_merged_audio
+    rng = np.random.default_rng(3)
+    worst = 0.0
+    for _ in range(6 if backbone == "omni-tiny" else 2):  # Qwen2-Audio encodes 30 s whatever the length
+        batch = int(rng.integers(1, 4))
+        lengths = rng.integers(5, int(LONGEST[backbone] * 20), batch)  # up to a fifth of the longest clip
+        mel = rng.normal(size=(batch, 128, int(lengths.max()))).astype(np.float32)
+        merging = Merging(float(rng.choice([0.2, 0.4, 0.6])), str(rng.choice(["local", "global"])),
+                          str(rng.choice(["first", "mean", "compact"])), str(rng.choice(["frames", "segments"])))
+        questions = [render_prompt("word", {"word": "time", "occurrence": int(rng.integers(1, 4))}) for _ in range(batch)]
+        with torch.no_grad():
+            audio, counts = model.encode_audio(torch.from_numpy(mel), torch.from_numpy(lengths))
+            merged, tokens, positions, places, plans = merge_audio(audio, counts, merging)
+            prompt = pad_prompts([prompt_ids(model.tokenizer, q, int(t)) for q, t in zip(questions, tokens)], model.pad_id)
+            expected = model.frame_scores(*map(torch.from_numpy, prompt), merged, tokens, positions, places).scores.numpy()
+        onnx_audio, onnx_counts = sessions.encode(mel, lengths)
+        onnx_merged, onnx_tokens, onnx_positions, onnx_places, onnx_plans = merge_batch(
+            onnx_audio, onnx_counts, merging.ratio, merging.kind, merging.positions, merging.head)
+        assert all(np.array_equal(a.group, b.group) for a, b in zip(plans, onnx_plans))
+        scores = sessions.scores(*prompt, onnx_merged, onnx_tokens, onnx_positions, onnx_places)
+        valid = onnx_places >= 0
+        worst = max(worst, float(np.abs(scores[valid] - expected[valid]).max()))
+    assert worst <= 1e-4
+
+
+def test_the_merging_locator_answers_as_pytorch_merging(exported, speech):
+    """Locator(merge=...) (prompts cut to the merged tokens) against PyTorch merging the same clips."""
+    import torch
+
+    from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.features import log_mel
+    from framestamp.runtime.audio import load_audio
+    from framestamp.runtime.decoding import decode_events
+    from framestamp.runtime.locator import Locator, Query
+    from framestamp.runtime.prompts import pad_prompts, prompt_ids, render_prompt
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.model import Merging, merge_audio
+
+    backbone, checkpoint, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("the runtime's merging does not depend on the backbone")
+    model, _ = load_checkpoint(checkpoint)
+    examples = [example for example in read_manifest(speech) if example.task == "word"][:3]
+    for kind in ("local", "global"):
+        locator = Locator(artifact, merge=0.4, merge_kind=kind, count_check=False)
+        answers = locator.run([Query(speech.parent / example.audio, "word", dict(example.prompt)) for example in examples])
+        for example, answer in zip(examples, answers):
+            mel = log_mel(load_audio(speech.parent / example.audio), DEFAULT_SETTINGS)
+            with torch.no_grad():
+                audio, counts = model.encode_audio(torch.from_numpy(mel)[None], torch.tensor([mel.shape[1]]))
+                merged, tokens, positions, places, _ = merge_audio(audio, counts, Merging(0.4, kind))
+                question = render_prompt("word", dict(example.prompt))
+                prompt = pad_prompts([prompt_ids(model.tokenizer, question, int(tokens[0]))], model.pad_id)
+                scores = model.frame_scores(*map(torch.from_numpy, prompt), merged, tokens, positions, places).scores
+            expected = decode_events(scores[0, : int(counts[0]), 0].double().numpy(), 1, "poisson")
+            np.testing.assert_allclose(answer.times, expected, atol=1e-9)
+
+
 # --- TensorRT: profiles and engine manifests are checked here; building needs tensorrt and a GPU ------
 
 def test_engine_profiles_cover_the_encoder_graphs_output(exported):

@@ -168,13 +168,15 @@ def _fit_to_frames(example: Example, times: Sequence[float], mel_frames: int, nu
 
 
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
-            settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None) -> Batch:
+            settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None) -> Batch:
     """Pad ``examples`` into one Batch.
 
     ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
     num_audio_frames)`` gives the token ids with ``num_audio_frames`` audio placeholders starting
     at the returned index. ``num_audio_frames = audio_frames_for_mel(mel frames)``.
     ``frame_labels(example, num_audio_frames)``, when given, labels each frame for a training aid.
+    ``audio_tokens(num_audio_frames)``, when given, is how many placeholders the prompt holds instead
+    (merged audio tokens: ``Merging.tokens``).
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
@@ -194,7 +196,8 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
             )
         mels.append(clip_mel)
         frame_counts.append(num_audio_frames)
-        prompts.append(_prompt_for(example, num_audio_frames, prompt_ids))
+        placeholders = num_audio_frames if audio_tokens is None else audio_tokens(num_audio_frames)
+        prompts.append(_prompt_for(example, placeholders, prompt_ids))
         times.append(_fit_to_frames(example, example.times, mel_frames, num_audio_frames, settings))
         ends.append(None if example.ends is None else
                     _fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))

@@ -24,6 +24,7 @@ from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
+from framestamp.runtime.merging import DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, HEAD_PLACES, MERGE_KINDS, POSITION_KINDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
 from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id
 
@@ -35,12 +36,21 @@ def default_method(objective: str) -> str:
 
 
 def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str,
-                  decoding: str = "ordered") -> list[np.ndarray]:
+                  decoding: str = "ordered", plans=None) -> list[np.ndarray]:
     """Per example: ``counts[b]`` times from one channel of frame scores (B, F): log-intensities for
     method "poisson", logits for "binary". ``decoding`` as ``decode_events``: "ordered" keeps a
-    transcript's words on distinct frames; for one event both decodings agree."""
-    return [decode_events(scores[b][frame_mask[b]], int(counts[b]), method, decoding, FRAME_SECONDS)
-            for b in range(len(counts))]
+    transcript's words on distinct frames; for one event both decodings agree. With merge ``plans``
+    the scores are per merged token: segments of their widths (local merging), or spread back to
+    the frames each token holds (global merging)."""
+    times = []
+    for b in range(len(counts)):
+        row = scores[b][frame_mask[b]]
+        plan = plans[b] if plans is not None else None
+        if plan is not None and not plan.local:
+            row = plan.spread(row)
+        times.append(decode_events(row, int(counts[b]), method, decoding, FRAME_SECONDS,
+                                   widths=None if plan is None else plan.widths))
+    return times
 
 
 def generate_answers(model, batch, max_new_tokens: int = 256) -> list[str]:
@@ -89,15 +99,16 @@ def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int
 
 
 @torch.no_grad()
-def predict(model, batch, method: str, decoding: str = "ordered") -> list[np.ndarray | None]:
+def predict(model, batch, method: str, decoding: str = "ordered", merging=None) -> list[np.ndarray | None]:
     """Predicted times per example (None for a malformed generated answer)."""
-    return predict_intervals(model, batch, method, decoding)[0]
+    return predict_intervals(model, batch, method, decoding, merging)[0]
 
 
 @torch.no_grad()
-def predict_intervals(model, batch, method: str, decoding: str = "ordered"):
+def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None):
     """(times per example, ends per example): ends from the head's inside channel where it has one
-    and the task is one it is trained on (word, transcript), else None."""
+    and the task is one it is trained on (word, transcript), else None. With ``merging`` (a
+    ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -105,18 +116,22 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered"):
         times = [None if (parsed := parse_answer(text, ex.task)) is None else np.asarray(parsed)
                  for text, ex in zip(answers, batch.examples)]
         return times, [None] * len(times)
-    output = model.run_batch(batch)
+    if merging is not None and method == "tokens":
+        raise InputError("merging applies to frame heads; the token baseline generates its answer as text")
+    output = model.run_batch(batch) if merging is None else model.run_batch(batch, merging)
     scores = output.scores.cpu().double().numpy()
     frame_mask = output.frame_mask.cpu().numpy()
-    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding)
+    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans)
     channels = list(model.head_config.channels)
     ends = [None] * len(times)
     if "inside" in channels:
         inside = scores[..., channels.index("inside")]
         for b, example in enumerate(batch.examples):
             if example.task in ("word", "transcript"):  # what the inside channel is trained on (aids.py)
-                ends[b] = interval_ends(inside[b][frame_mask[b]], times[b], FRAME_SECONDS,
-                                        bounded_by_next=example.task == "transcript")
+                row = inside[b][frame_mask[b]]
+                if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
+                    row = output.plans[b].spread(row)
+                ends[b] = interval_ends(row, times[b], FRAME_SECONDS, bounded_by_next=example.task == "transcript")
     return times, ends
 
 
@@ -155,9 +170,10 @@ class Evaluation:
 
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
-             device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered") -> Evaluation:
+             device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
+             merging=None) -> Evaluation:
     """Score ``model`` on ``examples`` (features: an AudioCache) task by task; frame heads decode with
-    ``decoding`` (one of DECODINGS)."""
+    ``decoding`` (one of DECODINGS). ``merging`` (a ``Merging``) merges audio tokens before the decoder."""
     from tqdm import tqdm
 
     from framestamp.training.batches import collate
@@ -175,8 +191,9 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
-        batch = collate(chunk, features, model.prompt_ids, model.pad_id).to(device)
-        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding)):
+        batch = collate(chunk, features, model.prompt_ids, model.pad_id,
+                        audio_tokens=None if merging is None else merging.tokens).to(device)
+        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging)):
             expected = np.asarray(example.times)
             if times is None or len(times) != len(expected):
                 malformed[example.task] += times is None
@@ -205,6 +222,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
                         help="frame heads: 'ordered' (default) puts a transcript's words on distinct frames, jointly; "
                              "'posterior' is the paper's per-event posterior mode (top-k frames for binary)")
+    parser.add_argument("--merge", type=float, metavar="RATIO",
+                        help="merge this share of the audio tokens away before the decoder (0-1, training-free)")
+    parser.add_argument("--merge-kind", choices=MERGE_KINDS, default="local",
+                        help="'local' (default) merges neighbours into time segments; 'global' is the ToMe-style control")
+    parser.add_argument("--merge-positions", choices=POSITION_KINDS, default=DEFAULT_POSITIONS,
+                        help="decoder position of a merged token: its first frame (default), the mean of its frames, "
+                             "or its index ('compact')")
+    parser.add_argument("--merge-head", choices=HEAD_PLACES, default=DEFAULT_HEAD_PLACES,
+                        help="the head reads every 40 ms frame (default) or each merged segment once")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="score at most N examples, spread evenly over tasks")
     parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
@@ -223,6 +249,7 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache, length_filter
     from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.model import Merging
 
     if (args.checkpoint / "manifest.json").is_file():  # an exported artifact: ONNX Runtime runs it
         from framestamp.export.parity import OnnxModel
@@ -239,7 +266,9 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
     if not examples:
         raise InputError(f"{args.manifest}: no examples left after the length filter")
     features = AudioCache(args.manifest.parent, FeatureSettings.from_json(description["features"]))
+    merging = None if args.merge is None else Merging(args.merge, args.merge_kind, args.merge_positions,
+                                                       args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
-                      decoding=args.decoding)
+                      decoding=args.decoding, merging=merging)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table(), file=answer)
     return 0

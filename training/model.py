@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
@@ -21,6 +21,8 @@ from torch.nn import functional as F
 
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.merging import (DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, check_merging, head_places,
+                                        merged_length, plan_merge)
 from framestamp.runtime.prompts import AFTER_AUDIO, answer_text, prompt_ids, special_token_id
 from framestamp.training.aids import IGNORE, Aids
 from framestamp.training.backbones import BackboneInfo
@@ -78,6 +80,62 @@ class FrameOutput:
     scores: torch.Tensor  # (B, F, channels): log-intensity (poisson) or logits (binary)
     frame_mask: torch.Tensor  # (B, F) bool
     hidden: torch.Tensor = field(repr=False)  # (B, T, H) final-layer decoder states
+    plans: list | None = field(default=None, repr=False)  # scores per merged token: each example's MergePlan
+
+
+@dataclass(frozen=True)
+class Merging:
+    """Training-free audio-token merging before the decoder (runtime/merging.py)."""
+
+    ratio: float  # share of the audio tokens merged away
+    kind: str = "local"  # local (neighbours: time segments) | global (ToMe-style control)
+    positions: str = DEFAULT_POSITIONS  # where merged tokens sit on the decoder's position axis
+    head: str = DEFAULT_HEAD_PLACES  # the head reads every 40 ms frame, or each merged segment once
+
+    def __post_init__(self):
+        check_merging(self.ratio, self.kind, self.positions, self.head)
+
+    def tokens(self, frames: int) -> int:
+        return merged_length(frames, self.ratio)
+
+
+def merge_audio(audio: torch.Tensor, frame_counts: torch.Tensor, merging: Merging):
+    """Merge each example's audio embeddings (B, F, H) as the runtime does: the plan from
+    ``plan_merge`` on the embeddings, the means in torch. Returns (merged (B, F', H), token counts
+    (B,), token positions (B, F') float32, frame_tokens for ``frame_scores``, plans)."""
+    plans, rows = [], []
+    for row, frames in enumerate(frame_counts.tolist()):
+        valid = audio[row, :frames]
+        plan = plan_merge(valid.detach().float().cpu().numpy(), merging.ratio, merging.kind)
+        group = torch.from_numpy(plan.group).to(audio.device)
+        sizes = torch.from_numpy(plan.sizes).to(audio.device, audio.dtype)
+        rows.append(valid.new_zeros(plan.tokens, audio.shape[-1]).index_add_(0, group, valid) / sizes[:, None])
+        plans.append(plan)
+    width = max(plan.tokens for plan in plans)
+    merged = audio.new_zeros(len(plans), width, audio.shape[-1])
+    positions = torch.zeros(len(plans), width, dtype=torch.float32, device=audio.device)
+    for row, (plan, tokens) in enumerate(zip(plans, rows)):
+        merged[row, : plan.tokens] = tokens
+        where = torch.from_numpy(plan.positions(merging.positions)).float()
+        positions[row, : plan.tokens] = where
+        positions[row, plan.tokens:] = where[-1]
+    counts = torch.tensor([plan.tokens for plan in plans], dtype=torch.long, device=audio.device)
+    frame_tokens = torch.from_numpy(head_places(plans, merging.head)).to(audio.device)
+    return merged, counts, positions, frame_tokens, plans
+
+
+def merged_audio_positions(positions, audio_start, audio_positions, frame_counts):
+    """Decoder positions (B, T) with the audio tokens at ``audio_positions`` (B, F) frames from the
+    audio's first position and the tokens after the audio shifted to follow the last one (float)."""
+    offset = torch.arange(positions.shape[1], device=positions.device)[None] - audio_start[:, None]
+    is_audio = (offset >= 0) & (offset < frame_counts[:, None])
+    after = offset >= frame_counts[:, None]
+    first = torch.gather(positions, 1, audio_start[:, None]).to(audio_positions.dtype)
+    at_audio = torch.gather(audio_positions, 1, offset.clamp(0, audio_positions.shape[1] - 1))
+    last = torch.gather(audio_positions, 1, (frame_counts - 1).clamp(min=0)[:, None])
+    shift = last - (frame_counts[:, None] - 1).to(audio_positions.dtype)
+    positions = positions.to(audio_positions.dtype)
+    return torch.where(is_audio, first + at_audio, torch.where(after, positions + shift, positions))
 
 
 class FrameStampModel(nn.Module):
@@ -154,10 +212,17 @@ class FrameStampModel(nn.Module):
         index = offset.clamp(0, audio.shape[1] - 1)[..., None].expand(-1, -1, audio.shape[-1])
         return torch.where(is_audio[..., None], torch.gather(audio.to(embeddings.dtype), 1, index), embeddings)
 
-    def decoder_states(self, input_ids, attention_mask, audio_start, audio, frame_counts):
-        """Final-layer decoder states with the audio embeddings merged in at the placeholders."""
+    def decoder_states(self, input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions=None):
+        """Final-layer decoder states with the audio embeddings merged in at the placeholders.
+
+        ``audio_positions`` (B, F) float, for merged audio tokens (runtime/merging.py): each token's
+        place in frames from the audio's first position; the tokens after the audio continue from
+        the last one. None: one position per token, as in training.
+        """
         embeddings = self.merged_embeddings(input_ids, audio_start, audio, frame_counts)
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if audio_positions is not None:
+            positions = merged_audio_positions(positions, audio_start, audio_positions, frame_counts)
         output = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions)
         return output.last_hidden_state
 
@@ -165,19 +230,38 @@ class FrameStampModel(nn.Module):
         audio, frame_counts = self.encode_audio(mel, mel_lengths)
         return self.frame_scores(input_ids, attention_mask, audio_start, audio, frame_counts)
 
-    def frame_scores(self, input_ids, attention_mask, audio_start, audio, frame_counts) -> FrameOutput:
-        """The decoder and head on encoded audio: what the exported decoder graph computes."""
-        hidden = self.decoder_states(input_ids, attention_mask, audio_start, audio, frame_counts)
-        num_frames = audio.shape[1]
-        frame_index = audio_start[:, None] + torch.arange(num_frames, device=hidden.device)[None]
+    def frame_scores(self, input_ids, attention_mask, audio_start, audio, frame_counts,
+                     audio_positions=None, frame_tokens=None) -> FrameOutput:
+        """The decoder and head on encoded audio: what the exported decoder graph computes.
+
+        Merged audio (runtime/merging.py) gives ``audio_positions`` (see ``decoder_states``) and
+        ``frame_tokens`` (B, F) int64: the audio token whose final state the head reads at each of
+        its F places, -1 past an example's end (the 40 ms frames each token holds, or one place per
+        token). None: one place per audio token.
+        """
+        hidden = self.decoder_states(input_ids, attention_mask, audio_start, audio, frame_counts, audio_positions)
+        if frame_tokens is None:
+            frame_tokens = torch.arange(audio.shape[1], device=hidden.device)[None].expand(audio.shape[0], -1)
+            frame_mask = frame_tokens < frame_counts[:, None]
+        else:
+            frame_mask = frame_tokens >= 0
+        frame_index = audio_start[:, None] + frame_tokens.clamp(min=0)
         frame_index = frame_index.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
         frame_states = torch.gather(hidden, 1, frame_index)
-        frame_mask = torch.arange(num_frames, device=hidden.device)[None] < frame_counts[:, None]
         scores = self.head(frame_states, frame_mask)
         return FrameOutput(scores=scores.float(), frame_mask=frame_mask, hidden=hidden)
 
-    def run_batch(self, batch) -> FrameOutput:
-        return self(batch.input_ids, batch.attention_mask, batch.audio_start, batch.mel, batch.mel_lengths)
+    def run_batch(self, batch, merging: "Merging | None" = None) -> FrameOutput:
+        """Frame scores for a batch. With ``merging`` the batch's prompts hold ``merging.tokens(frames)``
+        placeholders; scores are per 40 ms frame, or per merged token (head "segments": then the
+        merge plans are in ``output.plans``)."""
+        if merging is None:
+            return self(batch.input_ids, batch.attention_mask, batch.audio_start, batch.mel, batch.mel_lengths)
+        audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
+        merged, token_counts, positions, frame_tokens, plans = merge_audio(audio, frame_counts, merging)
+        output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, merged, token_counts,
+                                   positions, frame_tokens)
+        return replace(output, plans=plans if merging.head == "segments" else None)  # scores per token: plans
 
     # ------------------------------------------------------------------------------ losses
     def training_loss(self, batch):
