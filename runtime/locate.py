@@ -43,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="drop times whose confidence (the model's probability of being within 40 ms) is below P, "
                              "and say how many on stderr (default 0: keep all)")
+    parser.add_argument("--window", type=float, metavar="SECONDS",
+                        help="answer audio longer than this a window at a time, the windows' answers stitched over the "
+                             "whole recording (default 12, what the model was trained on; 0: one pass over all of it)")
+    parser.add_argument("--overlap", type=float, metavar="SECONDS", help="seconds shared by neighbouring windows (default 4)")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens (0-1) away before the decoder: a faster pass, less "
                              "accurate (training-free; see the README's merging section)")
@@ -58,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.runtime.locator import Locator
 
     check_arguments(args)
+    windows = {} if args.window is None else {"window_seconds": args.window or None}
+    if args.overlap is not None:
+        windows["overlap_seconds"] = args.overlap
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
-                      precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind)
+                      precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind,
+                      **windows)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:

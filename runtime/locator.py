@@ -21,7 +21,7 @@ import numpy as np
 from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
-from framestamp.runtime.audio import load_audio, to_model_rate
+from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
 from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence, interval_ends
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
@@ -29,6 +29,7 @@ from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.merging import MergingGraphs, check_ratio
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         prompt_ids, render_prompt, special_token_id)
+from framestamp.runtime.windows import SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
 DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
@@ -37,6 +38,10 @@ ATTENTION_COPIES = 6  # see attention_bytes
 FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
 ENDED_TASKS = ("word", "transcript")  # intervals the inside channel is trained on (aids.py labels words only)
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
+# Recordings longer than a window are answered a window at a time; chosen on held-out 8-30 s clips
+# (benchmarks/results/cpu/long-audio.md).
+DEFAULT_WINDOW_SECONDS = 12.0
+DEFAULT_OVERLAP_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,11 @@ class Locator:
                  threads: int | None = None, precision: str | None = None, batch_size: int = 8,
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
                  decoding: str = "ordered", count_check: bool = True,
-                 merge: float | None = None, merge_kind: str = "local"):
+                 merge: float | None = None, merge_kind: str = "local",
+                 window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS):
         self.decoding = check_decoding(decoding)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
+        _check_window(window_seconds, overlap_seconds)
         self.folder = artifact_folder(artifact)
         version = folder_version(self.folder)
         self.manifest = read_manifest(self.folder, verify=verify)
@@ -170,6 +177,11 @@ class Locator:
         self.merge = None if merge is None else check_ratio(merge)  # share of audio tokens merged away
         if self.merge:  # prompts and scores stay one per 40 ms frame; the decoder reads merged tokens
             self.graphs = MergingGraphs(self.graphs, self.merge, merge_kind, self.pad_id)
+        # Longer recordings are answered a window at a time (runtime/windows.py); None: one pass, up to max_seconds.
+        self.recording_max_seconds = max_seconds
+        self.window_seconds = min([window_seconds] + [s for s in (limits.get("max_seconds"), encoder_limit) if s]) \
+            if window_seconds else None
+        self.overlap_seconds = min(overlap_seconds, self.window_seconds / 2) if window_seconds else 0.0
 
     # ------------------------------------------------------------------------------ questions
     def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:
@@ -214,6 +226,12 @@ class Locator:
         """
         if isinstance(queries, (Query, str, bytes)) or not isinstance(queries, Sequence):
             raise InputError(f"run() takes a list of Query objects, e.g. run([query]); got {type(queries).__name__}")
+        long = {index: stream for index, stream in ((i, self._long_recording(q)) for i, q in enumerate(queries)) if stream}
+        if long:
+            short = [i for i in range(len(queries)) if i not in long]
+            answers = dict(zip(short, self.run([queries[i] for i in short]) if short else []))
+            answers.update({index: self._windowed(queries[index], stream) for index, stream in long.items()})
+            return [answers[index] for index in range(len(queries))]
         asked = [self._prepare(query) for query in queries]
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
         everything = asked + [one for group in earlier for one in group]
@@ -227,6 +245,131 @@ class Locator:
             position += len(group)
             results.append(self._with_warnings(one, *answers[index], before))
         return results
+
+    # ------------------------------------------------------------------------------ long recordings
+    def _long_recording(self, query) -> AudioStream | None:
+        """A stream of the query's audio when it is longer than a window; None otherwise (also for input
+        the single pass refuses, so that its error message is the one the user sees)."""
+        if not self.window_seconds or not isinstance(query, Query):
+            return None
+        audio, rate = query.audio, query.rate
+        if isinstance(audio, (str, Path)):
+            try:
+                if rate is not None or not Path(audio).is_file():
+                    return None
+                stream = AudioStream(audio, None, str(audio))
+            except (InputError, OSError):  # e.g. a name too long for the system: load_audio says so
+                return None
+        elif (isinstance(audio, np.ndarray) and audio.ndim in (1, 2) and audio.size and audio.dtype.kind in "iuf"
+              and isinstance(rate, (int, np.integer)) and not isinstance(rate, bool) and MIN_RATE <= rate <= MAX_RATE):
+            stream = AudioStream(audio, int(rate), "audio array")
+        else:
+            return None
+        return stream if stream.seconds > self.window_seconds else None
+
+    def _windowed(self, query: Query, stream: AudioStream) -> Timestamps:
+        """One question over a recording longer than a window (runtime/windows.py says how each keeps its meaning)."""
+        name = self._name(query)
+        if query.task == "raw":
+            raise InputError(f"{name}: a question of your own wording cannot keep its meaning across windows; ask it of "
+                             f"at most {self.window_seconds:g} s of audio, or ask a word, event, speaker or transcript")
+        question, count, words, fields = self._question(query)
+        if query.task != "transcript" and count != 1:
+            raise InputError(f"{name}: over a recording longer than {self.window_seconds:g} s, a {query.task} question "
+                             "returns one time (its occurrence); ask once per occurrence")
+        if self.recording_max_seconds and stream.seconds > self.recording_max_seconds:
+            raise InputError(f"{name}: {stream.seconds:.1f} s of audio is longer than the "
+                             f"{self.recording_max_seconds:g} s this model takes; split the audio")
+        stream.check(SILENCE_PEAK)
+        frames = stream.frames
+        windows = plan_windows(frames, int(round(self.window_seconds / self.frame_seconds)),
+                               int(round(self.overlap_seconds / self.frame_seconds)))
+        encoded: dict = {}  # the current window's encoder output, reused when a window is asked again
+
+        def ask(window: Window, questions: list[str]) -> np.ndarray:
+            return self._window_scores(stream, window, questions, encoded, name)
+
+        stitched = np.full((frames, len(self.manifest["channels"])), np.nan, dtype=np.float64)
+        times, confidence, missing = [], [], None
+        if query.task == "transcript":
+            said = fields["transcript"].split()
+            stretches = align_transcript(
+                windows, said, lambda window, part: ask(window, [render_prompt("transcript", {"transcript": " ".join(part)})]),
+                self.objective, self.decoding)
+            for stretch in stretches:
+                if stretch.word_count:
+                    owned = self._own(stitched, stretch.window, stretch.track)
+                    found = decode_events(owned[:, 0], stretch.word_count, self.objective, self.decoding, self.frame_seconds)
+                    confidence += list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
+                    times += list(found + stretch.window.own_start * self.frame_seconds)
+        else:
+            def ask_occurrences(window: Window, numbers: list[int]) -> np.ndarray:
+                return ask(window, [render_prompt(query.task, {**fields, "occurrence": n}) for n in numbers])
+
+            occurrence = find_occurrence(windows, fields["occurrence"], ask_occurrences)
+            owned = self._own(stitched, occurrence.window, occurrence.track)
+            found = decode_events(owned[:, 0], 1, self.objective, self.decoding, self.frame_seconds)
+            confidence = list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
+            times = list(found + occurrence.window.own_start * self.frame_seconds)
+            if not occurrence.complete:
+                missing = {number + 1: frame * self.frame_seconds for number, frame in enumerate(occurrence.found)}
+        ends = ()
+        if self.inside_channel is not None and query.task in ENDED_TASKS:
+            inside = np.nan_to_num(stitched[:, self.inside_channel], nan=-1.0)
+            ends = tuple(float(end) for end in interval_ends(inside, times, self.frame_seconds,
+                                                             bounded_by_next=query.task == "transcript"))
+        scores = stitched[:, 0]
+        floor = float(np.nanmin(scores))
+        answer = Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
+                            duration=stream.seconds, words=words, frame_seconds=self.frame_seconds,
+                            confidence=tuple(float(c) for c in confidence), ends=ends,
+                            log_intensity=np.nan_to_num(scores, nan=floor).astype(np.float32) if query.with_intensity else None)
+        # The model hears one window at a time: only a window longer than its training clips (by more than a frame) is warned about.
+        heard = self.window_seconds if self.window_seconds > (self.max_trained_seconds or 0) + self.frame_seconds else 0.0
+        one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames, (), heard,
+                     fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
+        warned = self._with_warnings(one, answer, float(np.nanmax(scores)), {})
+        if missing is not None:  # the recording ran out before the k-th: say how many were found
+            warned = replace(warned, warnings=warned.warnings + (caveats.occurrence_not_found(
+                query.task, fields.get("word") or fields.get("event"), fields["occurrence"], missing),))
+        return warned
+
+    @staticmethod
+    def _own(stitched: np.ndarray, window: Window, track: np.ndarray) -> np.ndarray:
+        """Write the window's owned stretch of ``track`` into ``stitched``; return that stretch."""
+        owned = track[window.own_start - window.start: window.own_stop - window.start]
+        stitched[window.own_start: window.own_start + len(owned)] = owned
+        return owned
+
+    def _window_scores(self, stream: AudioStream, window: Window, questions: list[str], encoded: dict,
+                       name: str) -> np.ndarray:
+        """Head scores (questions, window frames, channels) of one window, the encoder run once per window."""
+        if encoded.get("window") != window:
+            # The last window reads to the recording's end: the samples short of a whole frame still shape its last frames.
+            stop = stream.samples if window.stop >= stream.frames else window.stop * SAMPLES_PER_FRAME
+            samples = stream.read(window.start * SAMPLES_PER_FRAME, stop)
+            mel = log_mel(samples, self.settings, source=name)
+            audio, frame_counts = self.graphs.encode(mel[None], np.array([mel.shape[1]], dtype=np.int64))
+            encoded.update(window=window, audio=audio, frame_counts=frame_counts)
+        audio, frame_counts = encoded["audio"], encoded["frame_counts"]
+        frames = min(int(frame_counts[0]), window.frames)
+        scores = []
+        for start in range(0, len(questions), self.batch_size):
+            prompts = [prompt_ids(self.tokenizer, question, int(frame_counts[0]))
+                       for question in questions[start:start + self.batch_size]]
+            text_tokens = len(prompts[-1][0]) - int(frame_counts[0]) - 2
+            if self.max_prompt_tokens and text_tokens > self.max_prompt_tokens:
+                raise InputError(f"{name}: a window's question is {text_tokens} tokens, more than the "
+                                 f"{self.max_prompt_tokens} allowed (max_prompt_tokens)")
+            self._check_fits(max(len(ids) for ids, _ in prompts), window.frames * self.frame_seconds, name)
+            input_ids, attention_mask, audio_start = pad_prompts(prompts, self.pad_id)
+            rows = len(prompts)
+            scores.append(self.graphs.scores(input_ids, attention_mask, audio_start, np.repeat(audio, rows, axis=0),
+                                             np.repeat(frame_counts, rows))[:, :frames])
+        scores = np.concatenate(scores).astype(np.float64)
+        if frames < window.frames:  # the encoder may give a frame less than the grid at the recording's end
+            scores = np.pad(scores, ((0, 0), (0, window.frames - frames), (0, 0)), mode="edge")
+        return scores
 
     def _earlier_occurrences(self, one: "_Asked") -> list["_Asked"]:
         """For the k-th occurrence of something, the questions for occurrences 1..k-1 on the same audio."""
@@ -433,6 +576,18 @@ def _one_word(word) -> str:
         raise InputError(f"{word!r} is {len(spelled.split())} words; ask about one word (its --occurrence), "
                          "or give them all as a transcript")
     return spelled
+
+
+def _check_window(window_seconds, overlap_seconds) -> None:
+    for name, value in (("window_seconds", window_seconds), ("overlap_seconds", overlap_seconds)):
+        if value is None and name == "window_seconds":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0 or (
+                name == "window_seconds" and value <= 0):
+            raise InputError(f"{name} must be a {'positive' if name == 'window_seconds' else 'non-negative'} number of "
+                             f"seconds{' (or None: one pass)' if name == 'window_seconds' else ''}, got {value!r}")
+    if window_seconds is not None and overlap_seconds >= window_seconds:
+        raise InputError(f"overlap_seconds ({overlap_seconds:g}) must be shorter than window_seconds ({window_seconds:g})")
 
 
 def _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens) -> None:

@@ -1,0 +1,280 @@
+"""Long recordings: windowed answers against one pass, and time and memory from 10 s to 60 minutes.
+
+    framestamp bench long-audio accuracy runs/final/eval-long/manifest.jsonl --windows none,12/4,20/4,30/6
+    framestamp bench long-audio scaling --out benchmarks/results/cpu
+
+accuracy: acc@40ms of word and transcript questions on a manifest, for each window/overlap in seconds
+("none": one pass over the whole clip), through the Locator on an exported artifact.
+
+scaling: one fresh process per length and backend answers a transcript question (every window is
+asked) and a word question about a file of tiled synthetic speech; wall time and peak resident memory
+(ru_maxrss) per length. "runtime" is the Locator on ONNX Runtime; "pytorch" is the same Locator with
+the checkpoint's PyTorch model in place of the graphs; "one pass" columns run without windows, as far
+as memory allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from framestamp.runtime.artifact import SHIPPED_ARTIFACT
+
+SHIPPED_CHECKPOINT = SHIPPED_ARTIFACT.parent / "omni-tiny-synth"
+LENGTHS = (10, 30, 60, 150, 300, 600, 1200, 2400, 3600)  # seconds
+ONE_PASS_LENGTHS = (10, 30, 60, 150)  # one pass beyond ~3 minutes needs several GiB (the decoder's attention)
+
+
+def parse_window(text: str) -> tuple[float | None, float]:
+    if text == "none":
+        return None, 0.0
+    window, _, overlap = text.partition("/")
+    return float(window), float(overlap or 0)
+
+
+# ------------------------------------------------------------------------------------------ accuracy
+def accuracy(manifest: Path, artifact: Path, windows: list[str], every: int, threads: int) -> list[dict]:
+    from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.locator import Locator, Query
+
+    examples = read_manifest(manifest)
+    chosen = [e for e in examples if e.task == "transcript"] + [e for e in examples if e.task == "word"][::every]
+    rows = []
+    for text in windows:
+        window, overlap = parse_window(text)
+        locator = Locator(artifact, threads=threads, window_seconds=window, overlap_seconds=overlap)
+        hits = {"word": [], "transcript": []}
+        start = time.perf_counter()
+        for example in chosen:
+            query = Query(str(manifest.parent / example.audio), example.task, dict(example.prompt), count=len(example.times))
+            (answer,) = locator.run([query])
+            hits[example.task] += list(np.abs(np.asarray(answer.times) - np.asarray(example.times)) <= 0.04)
+        rows.append({"window": text, "seconds": time.perf_counter() - start,
+                     **{f"{task}_acc40": float(np.mean(found)) for task, found in hits.items()},
+                     **{f"{task}_events": len(found) for task, found in hits.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def accuracy_markdown(rows: list[dict], command: str, manifest: Path) -> str:
+    lines = [f"# Windowed vs one pass on {manifest}", "", f"`{command}`", "",
+             "acc@40ms (ordered decoding); word: k-th occurrence questions, transcript: every word's start.", "",
+             "| window / overlap (s) | word acc@40 | transcript acc@40 | word events | transcript events | seconds |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['window']} | {row['word_acc40']:.1%} | {row['transcript_acc40']:.1%} | {row['word_events']} | "
+                     f"{row['transcript_events']} | {row['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ scaling
+class TorchGraphs:
+    """The checkpoint's PyTorch model behind the Locator's graph interface (encode, scores)."""
+
+    def __init__(self, checkpoint: Path, threads: int):
+        import torch
+
+        from framestamp.training.checkpoint import load_checkpoint
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = load_checkpoint(checkpoint)[0].eval()
+
+    def encode(self, mel, mel_lengths):
+        with self.torch.no_grad():
+            audio, frame_counts = self.model.encode_audio(self.torch.from_numpy(mel), self.torch.from_numpy(mel_lengths))
+        return audio.float().numpy(), frame_counts.numpy()
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        arrays = (input_ids, attention_mask, audio_start, audio, frame_counts)
+        with self.torch.no_grad():
+            return self.model.frame_scores(*(self.torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)).scores.numpy()
+
+
+RUN_ONE = """
+import io, json, resource, sys, time, contextlib
+start = time.perf_counter()
+backend, path, text, window, threads = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+if backend == "runtime":  # the command a user runs
+    from framestamp.cli import main
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["locate", path, "--transcript", text] + (["--window", window] if window else []))
+    assert code == 0
+    answer = json.loads(printed.getvalue())
+else:
+    from framestamp.benchmarks.long_audio import SHIPPED_CHECKPOINT, TorchGraphs
+    from framestamp.runtime.locator import Locator
+    locator = Locator("shipped", threads=threads, **({"window_seconds": float(window) or None} if window else {}))
+    locator.graphs = TorchGraphs(SHIPPED_CHECKPOINT, threads)
+    answer = locator.transcript(path, text).as_dict()
+times = answer["times"]
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "answers": len(times), "in_order": all(a < b for a, b in zip(times, times[1:])),
+                  "inside": all(0 <= t < answer["duration"] for t in times)}))
+"""
+
+
+def long_speech(folder: Path, seconds: float) -> tuple[Path, str]:
+    """A 16 kHz FLAC of ``seconds`` of synthetic speech (clips tiled), written block by block, and its transcript."""
+    import soundfile
+
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+
+    source = folder / "source"
+    if not (source / "manifest.jsonl").is_file():
+        main(["synth", str(source), "--tasks", "words", "--count", "6", "--seed", "12", "--min-seconds", "8",
+              "--max-seconds", "12", "--voices", "en-029,en-us-nyc"])
+    clips = [e for e in read_manifest(source / "manifest.jsonl") if e.task == "transcript"]
+    sounds = [soundfile.read(source / e.audio, dtype="float32")[0] for e in clips]
+    path = folder / f"speech-{seconds:g}s.flac"
+    words, written, index = [], 0, 0
+    with soundfile.SoundFile(path, "w", samplerate=16_000, channels=1, format="FLAC") as handle:
+        while written < seconds * 16_000:
+            sound = sounds[index % len(sounds)][: int(seconds * 16_000) - written]
+            handle.write(sound)
+            written += len(sound)
+            if len(sound) == len(sounds[index % len(sounds)]):
+                words.append(clips[index % len(clips)].prompt["transcript"])
+            else:  # a clip cut short: its words that start before the cut
+                kept = sum(t < len(sound) / 16_000 for t in clips[index % len(clips)].times)
+                words.append(" ".join(clips[index % len(clips)].prompt["transcript"].split()[:kept]))
+            index += 1
+    return path, " ".join(w for w in words if w)
+
+
+def scaling(lengths: list[float], one_pass_up_to: float, threads: int, backends: list[str]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="framestamp-long.") as scratch:
+        for seconds in lengths:
+            path, text = long_speech(Path(scratch), seconds)
+            for backend in backends:
+                for windowed in (True, False) if seconds <= one_pass_up_to else (True,):
+                    command = [sys.executable, "-c", RUN_ONE, backend, str(path), text, "" if windowed else "0",
+                               str(threads)]
+                    started = time.perf_counter()
+                    done = subprocess.run(command, capture_output=True, text=True,
+                                          env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)})
+                    row = {"seconds_of_audio": seconds, "backend": backend, "windowed": windowed,
+                           "wall_seconds": time.perf_counter() - started}
+                    if done.returncode:
+                        row["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
+                    else:
+                        row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    return rows
+
+
+def scaling_markdown(rows: list[dict], command: str) -> str:
+    lines = [f"# Long recordings: time and peak memory from {rows[0]['seconds_of_audio']:g} s to "
+             f"{rows[-1]['seconds_of_audio'] / 60:g} min", "", f"`{command}`", "",
+             f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores (shared with other work "
+             "while measured). One fresh process per row answers a transcript question (every window is asked) "
+             "about tiled synthetic speech: `framestamp locate FILE --transcript TEXT` for the runtime, the same "
+             "Locator with the checkpoint's PyTorch model in place of the ONNX graphs for pytorch. Wall time "
+             "includes start-up and imports; peak is the process's resident maximum (ru_maxrss). Windowed: 12 s "
+             "windows, 4 s overlap (the default); one pass: `--window 0`.", "",
+             "| audio | backend | mode | wall s | peak RSS MiB | answers | in order, inside the file |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        length = f"{row['seconds_of_audio']:g} s" if row["seconds_of_audio"] < 60 else f"{row['seconds_of_audio'] / 60:g} min"
+        mode = "windowed" if row["windowed"] else "one pass"
+        if "error" in row:
+            lines.append(f"| {length} | {row['backend']} | {mode} | fails: {row['error']} | | | |")
+        else:
+            lines.append(f"| {length} | {row['backend']} | {mode} | {row['seconds']:.1f} | {row['peak_mib']:.0f} | "
+                         f"{row['answers']} | {'yes' if row['in_order'] and row['inside'] else 'NO'} |")
+    lines += ["", "Growth per doubling of length beyond linear (time(2L) / (2 time(L)), windowed, L >= 5 min):", ""]
+    for backend in dict.fromkeys(row["backend"] for row in rows):
+        timed = {row["seconds_of_audio"]: row["seconds"] for row in rows
+                 if row["backend"] == backend and row["windowed"] and "seconds" in row}
+        ratios = [f"{length / 60:g}->{2 * length / 60:g} min: {timed[2 * length] / (2 * timed[length]):.2f}x"
+                  for length in sorted(timed) if length >= 300 and 2 * length in timed]
+        lines.append(f"- {backend}: " + (", ".join(ratios) or "not measured"))
+    return "\n".join(lines) + "\n"
+
+
+def scaling_plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for backend in dict.fromkeys(row["backend"] for row in rows):
+        for windowed in (True, False):
+            chosen = [row for row in rows if row["backend"] == backend and row["windowed"] == windowed and "seconds" in row]
+            if not chosen:
+                continue
+            label = f"{backend}, {'windowed' if windowed else 'one pass'}"
+            style = "-o" if windowed else "--s"
+            minutes = [row["seconds_of_audio"] / 60 for row in chosen]
+            left.plot(minutes, [row["seconds"] for row in chosen], style, label=label)
+            right.plot(minutes, [row["peak_mib"] / 1024 for row in chosen], style, label=label)
+    for axis, name in ((left, "wall time (s)"), (right, "peak RSS (GiB)")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("minutes of audio")
+        axis.set_ylabel(name)
+        axis.grid(True, which="both", alpha=0.3)
+    right.axhline(2.0, color="tab:red", linewidth=0.8)
+    left.legend(fontsize=8)
+    figure.suptitle("framestamp locate --transcript on long recordings (2 CPU cores)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="framestamp bench long-audio", description=__doc__.splitlines()[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    scored = modes.add_parser("accuracy", help="windowed vs one pass, acc@40ms on a manifest")
+    scored.add_argument("manifest", type=Path)
+    scored.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT)
+    scored.add_argument("--windows", default="none,12/4", help="comma-separated WINDOW/OVERLAP seconds, or none")
+    scored.add_argument("--every", type=int, default=1, help="score every N-th word question (all transcripts)")
+    scored.add_argument("--threads", type=int, default=1)
+    scored.add_argument("--out", type=Path)
+    scaled = modes.add_parser("scaling", help="wall time and peak memory from 10 s to 60 minutes")
+    scaled.add_argument("--lengths", default=",".join(str(n) for n in LENGTHS), help="seconds of audio, comma-separated")
+    scaled.add_argument("--one-pass-up-to", type=float, default=max(ONE_PASS_LENGTHS),
+                        help="also run without windows up to this many seconds")
+    scaled.add_argument("--backends", default="runtime,pytorch")
+    scaled.add_argument("--threads", type=int, default=2)
+    scaled.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    command = "framestamp bench long-audio " + " ".join(argv or sys.argv[1:])
+    if args.mode == "accuracy":
+        rows = accuracy(args.manifest, args.artifact, args.windows.split(","), args.every, args.threads)
+        text = accuracy_markdown(rows, command, args.manifest)
+        print(text)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "long-audio-accuracy.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+            (args.out / "long-audio-accuracy.md").write_text(text)
+    else:
+        rows = scaling([float(n) for n in args.lengths.split(",")], args.one_pass_up_to, args.threads,
+                       args.backends.split(","))
+        text = scaling_markdown(rows, command)
+        print(text)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "long-audio-scaling.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+            (args.out / "long-audio-scaling.md").write_text(text)
+            scaling_plot(rows, args.out / "long-audio-scaling.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

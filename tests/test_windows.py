@@ -1,0 +1,213 @@
+"""Recordings longer than a window: the k-th occurrence counts from the recording's start and a transcript
+aligns over the whole file in order, across window boundaries (against one pass of a model that hears
+the whole recording); one window reproduces one pass of the shipped model frame for frame; windows are
+read from the file as the whole file would be; five minutes run in bounded memory."""
+
+import json
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import framestamp
+from framestamp.cli import main
+from framestamp.data.manifest import read_manifest
+from framestamp.runtime import InputError, Locator, Query
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.features import log_mel
+from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.windows import AudioStream, plan_windows
+
+ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
+RATE = 16_000
+FRAME = 640  # samples per 40 ms frame
+TONES = {"dog": 500.0, "cat": 1200.0, "sun": 2500.0, "the": 3600.0}  # a word is a tone burst of its own pitch
+
+
+def tone_bin(frequency: float) -> int:
+    burst = np.sin(2 * np.pi * frequency * np.arange(RATE // 4) / RATE).astype(np.float32)
+    return int(np.argmax(log_mel(burst)[:, 10]))
+
+
+class ListeningGraphs:
+    """Stands in for the graphs with a model that hears perfectly, whatever it is given: a word is a tone
+    burst, its k-th occurrence the k-th burst of its pitch in the audio it hears, and a transcript's words
+    fall on the bursts in order (words beyond the bursts it hears go to the end of its audio: they are
+    still to come)."""
+
+    def __init__(self, tokenizer, channels):
+        self.tokenizer, self.channels = tokenizer, channels
+        self.bins = {word: tone_bin(frequency) for word, frequency in TONES.items()}
+
+    def encode(self, mel, mel_lengths):
+        frames = audio_frames_for_mel(np.asarray(mel_lengths))
+        centre = mel[:, :, 1: 4 * int(frames.max()): 4]  # the mel frame in the middle of each 40 ms frame
+        loud = centre.max(axis=1) > 0.5 * (mel.max(axis=(1, 2))[:, None] + mel.min(axis=(1, 2))[:, None])
+        pitch = centre.argmax(axis=1)
+        return np.stack([loud, pitch], axis=-1).astype(np.float32), frames
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        scores = np.zeros((len(input_ids), audio.shape[1], self.channels), np.float32)
+        scores[..., 1:] = -5.0
+        for row, ids in enumerate(input_ids):
+            heard = audio[row, : int(frame_counts[row])]
+            loud = heard[:, 0] > 0
+            onsets = np.flatnonzero(loud & ~np.concatenate(([False], loud[:-1])))
+            text = self.tokenizer.decode(ids.tolist())
+            asked = re.search(r"the (\d+)\w\w occurrence of the word '(\w+)'", text)
+            if asked:
+                k, word = int(asked.group(1)), asked.group(2)
+                mine = [f for f in onsets if abs(heard[f, 1] - self.bins[word]) <= 2]
+                peaks = [mine[min(k, len(mine)) - 1]] if mine else [0]
+            else:
+                words = re.search(r"Transcript:\n(.*)\nBased", text).group(1).split()
+                peaks = list(onsets[: len(words)])
+                extra = len(words) - len(peaks)
+                after = max(len(heard) - 2 * extra + 1, (peaks[-1] + 2) if peaks else 0)
+                peaks += [min(after + 2 * i, len(heard) - 1) for i in range(extra)]
+            scores[row, peaks, 0] = 10.0
+        return scores
+
+
+def listening(window_seconds, overlap_seconds=4.0):
+    locator = Locator(ARTIFACT, threads=1, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
+    locator.graphs = ListeningGraphs(locator.tokenizer, len(locator.manifest["channels"]))
+    locator.absent_below, locator.vocabulary = {}, None  # the shipped model's thresholds do not fit this one
+    return locator
+
+
+def bursts_recording(onsets_and_words, seconds):
+    samples = np.zeros(int(seconds * RATE), np.float32)
+    for frame, word in onsets_and_words:
+        t = np.arange(int(0.2 * RATE)) / RATE
+        samples[frame * FRAME: frame * FRAME + t.size] = 0.5 * np.sin(2 * np.pi * TONES[word] * t)
+    return samples
+
+
+def test_the_kth_occurrence_counts_from_the_recordings_start_across_window_boundaries():
+    seconds = 46.0
+    windows = plan_windows(round(seconds * 25), 300, 100)  # 12 s windows, 4 s overlap
+    # Bursts on every kind of boundary: window starts and ends, the middle of each overlap (where owned
+    # stretches meet) and a frame either side of it, plus a few in between.
+    edges = sorted({f for w in windows for f in (w.start, w.stop - 5, w.own_start - 1, w.own_start, w.own_start + 1)
+                    if 0 < f < round(seconds * 25) - 6} | {37, 140, 470, 905})
+    edges = [f for i, f in enumerate(edges) if i == 0 or f - edges[i - 1] >= 7]  # bursts are 5 frames long
+    words = [str(w) for w in np.random.default_rng(5).choice(list(TONES), size=len(edges))]
+    audio = bursts_recording(list(zip(edges, words)), seconds)
+    windowed, one_pass = listening(12.0), listening(None)
+    assert len(windows) >= 5
+    for word in TONES:
+        starts = [f * 0.04 + 0.02 for f, w in zip(edges, words) if w == word]
+        for k in range(1, len(starts) + 1):
+            expected = one_pass.word(audio, word, k, rate=RATE)
+            assert expected.times == pytest.approx([starts[k - 1]])  # the independent answer: the k-th burst
+            found = windowed.word(audio, word, k, rate=RATE)
+            assert found.times == pytest.approx(expected.times, abs=1e-9), (word, k)  # the same frame
+            assert found.warnings == ()
+        too_many = windowed.word(audio, word, len(starts) + 1, rate=RATE)
+        assert any(f"found {len(starts)} '{word}' occurrence(s)" in w for w in too_many.warnings)
+
+
+@pytest.mark.parametrize("window, overlap, spacing, shift", [(12.0, 4.0, 25, 0), (12.0, 4.0, 25, -1), (12.0, 4.0, 25, 1),
+                                                             (12.0, 2.0, 9, 0)])
+def test_a_transcript_aligns_over_the_whole_recording_in_order(window, overlap, spacing, shift):
+    """Words at a steady rate, on the window and owned-stretch boundaries (shift 0) or a frame either side."""
+    seconds = 50.0
+    edges = list(range(spacing + shift, round(seconds * 25) - 8, spacing))
+    words = [str(w) for w in np.random.default_rng(spacing + shift).choice(list(TONES), size=len(edges))]
+    audio = bursts_recording(list(zip(edges, words)), seconds)
+    transcript = " ".join(words)
+    expected = listening(None).transcript(audio, transcript, rate=RATE)
+    assert expected.times == pytest.approx([f * 0.04 + 0.02 for f in edges])
+    found = listening(window, overlap).transcript(audio, transcript, rate=RATE)
+    assert found.times == pytest.approx(expected.times, abs=1e-9) and found.words == tuple(words)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speech")
+    assert main(["synth", str(folder), "--tasks", "words", "--count", "3", "--seed", "8", "--voices", "en-029",
+                 "--min-seconds", "8", "--max-seconds", "11"]) == 0
+    return folder, read_manifest(folder / "manifest.jsonl")
+
+
+def test_one_window_answers_as_one_pass_of_the_shipped_model(speech):
+    folder, examples = speech
+    locator = Locator(ARTIFACT, threads=1, window_seconds=None)
+    transcript = next(e for e in examples if e.task == "transcript")
+    audio = str(folder / transcript.audio)
+    questions = [Query(audio, "transcript", dict(transcript.prompt), with_intensity=True)]
+    questions += [Query(audio, "word", dict(e.prompt), with_intensity=True) for e in examples
+                  if e.task == "word" and e.audio == transcript.audio][:4]
+    questions.append(Query(audio, "word", {"word": "zebra", "occurrence": 2}, with_intensity=True))
+    for query in questions:
+        expected = locator.run([query])[0]
+        stream = AudioStream(audio, None, audio)
+        assert len(plan_windows(stream.frames, 300, 100)) == 1
+        locator.window_seconds, locator.overlap_seconds = 12.0, 4.0
+        found = locator._windowed(query, stream)  # the windowed path, here with one window
+        locator.window_seconds = None
+        assert found.times == expected.times and found.ends == expected.ends
+        assert np.allclose(found.confidence, expected.confidence, atol=1e-9)
+        assert np.array_equal(found.log_intensity, expected.log_intensity)
+
+
+def test_windows_are_read_as_the_whole_file(speech, tmp_path):
+    folder, examples = speech
+    samples, _ = soundfile.read(folder / examples[0].audio, dtype="float32")
+    import soxr
+
+    stereo = soxr.resample(np.tile(samples, 2), RATE, 44_100)
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, np.stack([stereo, 0.5 * stereo], axis=1), 44_100)
+    whole = load_audio(path)
+    stream = AudioStream(path, None, str(path))
+    assert stream.samples == len(whole)
+    pieces = [stream.read(start, min(start + 7 * RATE, stream.samples)) for start in range(0, stream.samples, 7 * RATE)]
+    assert np.abs(np.concatenate(pieces) - whole).max() < 1e-4
+
+
+def test_what_a_window_cannot_answer_is_refused(speech):
+    folder, examples = speech
+    audio = str(folder / examples[0].audio)
+    locator = Locator(ARTIFACT, threads=1, window_seconds=4.0, overlap_seconds=1.0)
+    with pytest.raises(InputError, match="cannot keep its meaning across windows"):
+        locator.ask(audio, "When does it rain?")
+    with pytest.raises(InputError, match="returns one time"):
+        locator.run([Query(audio, "word", {"word": "dog", "occurrence": 1}, count=2)])
+    with pytest.raises(InputError, match="overlap_seconds .* must be shorter"):
+        Locator(ARTIFACT, window_seconds=4.0, overlap_seconds=4.0)
+    with pytest.raises(InputError, match="longer than the 6 s this model takes"):
+        Locator(ARTIFACT, max_seconds=6.0, window_seconds=4.0, overlap_seconds=1.0).word(audio, "dog")
+
+
+LOCATE_UNDER_A_LIMIT = """
+import resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from framestamp.cli import main
+raise SystemExit(main(["locate", sys.argv[2], "--transcript", sys.argv[3], "--format", "json"]))
+"""
+
+
+def test_five_minutes_run_in_bounded_memory(speech, tmp_path):
+    folder, examples = speech
+    transcript = next(e for e in examples if e.task == "transcript")
+    samples, _ = soundfile.read(folder / transcript.audio, dtype="float32")
+    repeats = int(np.ceil(300 / (len(samples) / RATE)))
+    path = tmp_path / "five-minutes.flac"
+    soundfile.write(path, np.tile(samples, repeats), RATE)
+    text = " ".join([transcript.prompt["transcript"]] * repeats)
+    limit = 3 << 30  # address space, not resident memory: ONNX Runtime and NumPy reserve more than they touch
+    done = subprocess.run([sys.executable, "-c", LOCATE_UNDER_A_LIMIT, str(limit), str(path), text],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout)
+    times = answer["times"]
+    assert len(times) == len(text.split()) and answer["duration"] >= 300
+    assert all(0 <= a < b for a, b in zip(times, times[1:])) and times[-1] < answer["duration"]
