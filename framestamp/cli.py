@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
     "locate": ("framestamp.runtime.locate", "when does a word / speaker / event / every word of a transcript start (torch-free)"),
     "serve": ("framestamp.serve", "serve an artifact with Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching"),
+    "locate-corpus": ("framestamp.corpus", "timestamp a whole corpus with Locator actors on Ray Data (sharded, resumable)"),
     "bench": ("framestamp.benchmarks.bench", "measure latency (vs autoregressive), runtime overhead, decoding, accuracy"),
     "gpu-kit": ("framestamp.benchmarks.gpu", "prepare, run (or --dry-run) and collect the one-lease GPU measurements"),
     "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),

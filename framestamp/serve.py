@@ -89,6 +89,7 @@ class LocatorModel:
         self.locator = locator
 
     def __call__(self, requests) -> list[dict]:
+        from framestamp.answers import answer_each
         from framestamp.protocol import answer_tensors, read_request
         from framestamp.runtime.errors import InputError
 
@@ -100,27 +101,9 @@ class LocatorModel:
                     queries.append(read_request(dict(request.items()), scratch))
                 except InputError as error:
                     queries.append(error)
-            return [answer_tensors(_without_paths(answer, scratch)) for answer in self.answer(queries)]
+            return [answer_tensors(_without_paths(answer, scratch)) for answer in answer_each(self.locator, queries)]
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def answer(self, queries: list) -> list:
-        """Timestamps for each Query, or the InputError that refused it; the valid ones in one Locator.run."""
-        from framestamp.runtime.errors import InputError
-
-        valid = [index for index, query in enumerate(queries) if not isinstance(query, Exception)]
-        answers = list(queries)
-        try:
-            for index, result in zip(valid, self.locator.run([queries[i] for i in valid])):
-                answers[index] = result
-        except InputError:
-            # The runtime refuses a batch with one bad question in it: ask each alone to find which.
-            for index in valid:
-                try:
-                    answers[index] = self.locator.run([queries[index]])[0]
-                except InputError as error:
-                    answers[index] = error
-        return answers
 
 
 def pytriton_tensors():
