@@ -130,14 +130,14 @@ class AudioStream:
         if self.path is not None and read < self.source_frames:
             raise InputError(f"{self.path}: is cut short: its header promises {self.source_frames / self.rate:.2f} s but "
                              f"only {read / self.rate:.2f} s could be decoded; the file is incomplete")
-        if self.array is None and peak >= MAX_FLOAT_PEAK:
-            raise InputError(f"{self.source}: float samples reach {peak:.3g}, far outside [-1, 1]")
-        if self.array is None or self.array.dtype.kind == "f":
-            if peak < silence_peak:
-                raise InputError(f"{self.source}: the audio is silent (peak below -80 dBFS): there is nothing to time")
-            if high - low < 2 * silence_peak:
-                raise InputError(f"{self.source}: the audio is a constant offset (DC) with no sound on it: there is "
-                                 "nothing to time")
+        if peak >= MAX_FLOAT_PEAK:
+            raise InputError(f"{self.source}: float samples reach {peak:.3g}, far outside [-1, 1]: integer PCM stored as "
+                             "floats? Divide by the full scale (32768 for 16-bit) or pass the integer array as it is")
+        if peak < silence_peak:
+            raise InputError(f"{self.source}: the audio is silent (peak below -80 dBFS): there is nothing to time")
+        if high - low < 2 * silence_peak:
+            raise InputError(f"{self.source}: the audio is a constant offset (DC) with no sound on it: there is "
+                             "nothing to time")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) at 16 kHz, mono float32."""
@@ -163,8 +163,10 @@ class AudioStream:
 
 def _mono(block: np.ndarray) -> np.ndarray:
     block = np.asarray(block)
-    if block.dtype.kind in "iu":
-        return block.astype(np.float32)  # only peaks and finiteness are looked at: integer PCM is finite and scaled later
+    if block.dtype.kind in "iu":  # PCM: full scale is 2^(bits-1), unsigned PCM offset by it (as to_model_rate reads it)
+        info = np.iinfo(block.dtype)
+        half_range = (float(info.max) + 1) / 2 if info.min == 0 else -float(info.min)
+        block = ((block.astype(np.float64) - (half_range if info.min == 0 else 0.0)) / half_range).astype(np.float32)
     block = block.astype(np.float32, copy=False)
     return block @ np.full(block.shape[1], 1.0 / block.shape[1], np.float32) if block.ndim == 2 else block
 

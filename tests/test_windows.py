@@ -184,6 +184,13 @@ def test_what_a_window_cannot_answer_is_refused(speech):
         Locator(ARTIFACT, window_seconds=4.0, overlap_seconds=4.0)
     with pytest.raises(InputError, match="longer than the 6 s this model takes"):
         Locator(ARTIFACT, max_seconds=6.0, window_seconds=4.0, overlap_seconds=1.0).word(audio, "dog")
+    # Bad audio longer than a window gets the one-pass path's messages, found by the block-by-block check.
+    long = 6 * RATE
+    for samples, message in [(np.zeros(long, np.int16), "silent"), (np.full(long, 0.25, np.float32), "constant offset"),
+                             (np.r_[np.ones(long, np.float32) * 0.1, np.nan], "NaN"),
+                             (np.full(long, 300.0, np.float32), "far outside")]:
+        with pytest.raises(InputError, match=message):
+            locator.word(samples, "dog", rate=RATE)
 
 
 LOCATE_UNDER_A_LIMIT = """
