@@ -18,6 +18,7 @@ BENCHMARKS = {
     "decoding": ("framestamp.benchmarks.decoding_speed", "posterior-mode decoding cost"),
     "objectives": ("framestamp.benchmarks.objectives_table", "tables of the objective and length-generalization runs"),
     "recipes": ("framestamp.benchmarks.recipes_table", "equal-budget accuracy curves of training runs, table and PNG"),
+    "long-audio": ("framestamp.benchmarks.long_audio", "long recordings: windowed vs one pass, time and memory 10 s .. 60 min"),
     "merging": ("framestamp.benchmarks.merging", "audio-token merging: accuracy against decoder speed, local and global"),
     "peers": ("framestamp.benchmarks.peers", "framestamp beside pocketsphinx forced alignment, per task and speech engine"),
 }
