@@ -526,6 +526,8 @@ def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
             continue
         end_frame = first + 1 + int(np.argmax(log_intensity[first + 1:last + 1]))
         ends[i] = max(start, (end_frame + 0.5) * frame_seconds)
+    if bounded_by_next and len(starts) > 1:  # a word ends by the next one's start, whatever the decoding
+        ends[:-1] = np.minimum(ends[:-1], np.maximum(starts[1:], starts[:-1]))
     return ends
 
 

@@ -22,7 +22,7 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import check_decoding, decode_events, event_confidence, interval_ends
+from framestamp.runtime.decoding import check_decoding, decode_events, ended_tasks, event_confidence, interval_ends_for
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -36,7 +36,6 @@ DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any t
 AUDIO_FRAMES_PER_SECOND = 25
 ATTENTION_COPIES = 6  # see attention_bytes
 FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
-ENDED_TASKS = ("word", "transcript")  # intervals the inside channel is trained on (aids.py labels words only)
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 # Recordings longer than a window are answered a window at a time; chosen on held-out 8-30 s clips
 # (benchmarks/results/cpu/long-audio.md).
@@ -166,7 +165,8 @@ class Locator:
                                 f"{', '.join(FRAME_OBJECTIVES)}")
         self.frame_seconds = self.manifest["frame_seconds"]
         channels = list(self.manifest["channels"])
-        self.inside_channel = channels.index("inside") if "inside" in channels else None  # gives interval ends
+        self.channels = tuple(channels)
+        self.ended_tasks = ended_tasks(self.channels)  # the tasks whose answers carry ends (an end or inside channel)
         trained_on = self.manifest.get("trained_on") or {}
         self.event_labels = trained_on.get("event_labels")
         # None where the artifact does not record them: then there is no such warning.
@@ -314,10 +314,11 @@ class Locator:
             if not occurrence.complete:
                 missing = {number + 1: frame * self.frame_seconds for number, frame in enumerate(occurrence.found)}
         ends = ()
-        if self.inside_channel is not None and query.task in ENDED_TASKS:
-            inside = np.nan_to_num(stitched[:, self.inside_channel], nan=-1.0)
-            ends = tuple(float(end) for end in interval_ends(inside, times, self.frame_seconds,
-                                                             bounded_by_next=query.task == "transcript"))
+        if query.task in self.ended_tasks:
+            unheard = -1e4  # frames no window owns: outside anything, never an end
+            found_ends = interval_ends_for(query.task, np.nan_to_num(stitched, nan=unheard), self.channels, times,
+                                           self.frame_seconds)
+            ends = tuple(float(end) for end in found_ends)
         scores = stitched[:, 0]
         floor = float(np.nanmin(scores))
         answer = Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
@@ -536,10 +537,10 @@ class Locator:
             times = decode_events(frame_scores, one.count, self.objective, self.decoding, self.frame_seconds)
             confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
             ends = ()
-            if self.inside_channel is not None and one.query.task in ENDED_TASKS:
-                inside = all_channels[row, : int(frame_counts[row]), self.inside_channel]
-                ends = tuple(float(end) for end in interval_ends(inside, times, self.frame_seconds,
-                                                                 bounded_by_next=one.query.task == "transcript"))
+            if one.query.task in self.ended_tasks:
+                found_ends = interval_ends_for(one.query.task, all_channels[row, : int(frame_counts[row])],
+                                               self.channels, times, self.frame_seconds)
+                ends = tuple(float(end) for end in found_ends)
             answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
                                 duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
                                 confidence=tuple(float(c) for c in confidence), ends=ends,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events, interval_ends
+from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events, ended_tasks, interval_ends_for
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -106,8 +106,8 @@ def predict(model, batch, method: str, decoding: str = "ordered", merging=None) 
 
 @torch.no_grad()
 def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None):
-    """(times per example, ends per example): ends from the head's inside channel where it has one
-    and the task is one it is trained on (word, transcript), else None. With ``merging`` (a
+    """(times per example, ends per example): ends from the head's end channel, else its inside
+    channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
     ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
@@ -124,14 +124,13 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
     times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans)
     channels = list(model.head_config.channels)
     ends = [None] * len(times)
-    if "inside" in channels:
-        inside = scores[..., channels.index("inside")]
-        for b, example in enumerate(batch.examples):
-            if example.task in ("word", "transcript"):  # what the inside channel is trained on (aids.py)
-                row = inside[b][frame_mask[b]]
-                if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
-                    row = output.plans[b].spread(row)
-                ends[b] = interval_ends(row, times[b], FRAME_SECONDS, bounded_by_next=example.task == "transcript")
+    for b, example in enumerate(batch.examples):
+        if times[b] is None or example.task not in ended_tasks(channels):
+            continue
+        rows = scores[b][frame_mask[b]]  # (frames or merged tokens, channels)
+        if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
+            rows = np.stack([output.plans[b].spread(rows[:, c]) for c in range(rows.shape[1])], axis=1)
+        ends[b] = interval_ends_for(example.task, rows, channels, times[b], FRAME_SECONDS)
     return times, ends
 
 
