@@ -118,3 +118,27 @@ def test_a_head_with_an_inside_channel_is_scored_on_interval_ends_too(tmp_path):
         expected = timestamp_scores(ends, example.ends)
         assert result.ends[task].accuracy == expected.accuracy
     assert "transcript end" in result.table() and "miou" in result.as_dict()["tasks"]["word end"]
+
+
+def test_scores_by_occurrence_partition_each_tasks_questions(clips):
+    from dataclasses import replace
+
+    folder, examples = clips
+    words = [e for e in examples if e.task == "word"]
+    examples = examples + [replace(e, id=f"{e.id}-k{k}", prompt={**e.prompt, "occurrence": k})
+                           for k in (2, 7) for e in words]  # k = 7 counts in the "5+" row
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1)).eval()
+    result = evaluate(model, examples, AudioCache(folder), progress=False)
+    for task, scores in result.tasks.items():
+        rows = {key: part for key, part in result.occurrences.items() if key.startswith(task + " #")}
+        if task == "transcript":
+            assert not rows
+            continue
+        asked = [min(int(e.prompt.get("occurrence", 1)), 5) for e in examples if e.task == task]
+        assert {int(key.split("#")[1].rstrip("+")) for key in rows} == set(asked)
+        # The rows split the task's questions: counts and hits add up to the task's own.
+        assert sum(part.count for part in rows.values()) == scores.count
+        hits = sum(round(part.accuracy[0.04] * part.count) for part in rows.values())
+        assert hits == round(scores.accuracy[0.04] * scores.count)
+    assert "asked" in result.occurrence_table() and "occurrences" in result.as_dict()

@@ -142,6 +142,7 @@ class Evaluation:
     decoding: str | None = None  # frame heads only: one of DECODINGS
     ends: dict = field(default_factory=dict)  # task -> TimestampScores of interval ends (inside channel)
     intervals: dict = field(default_factory=dict)  # task -> IntervalScores (IoU of (start, end))
+    occurrences: dict = field(default_factory=dict)  # "speaker #2", "word #5+" -> TimestampScores
 
     def as_dict(self) -> dict:
         record = {"method": self.method, "decoding": self.decoding,
@@ -149,7 +150,17 @@ class Evaluation:
                             for task, scores in self.tasks.items()}}
         for task, scores in self.ends.items():
             record["tasks"][f"{task} end"] = {**scores.as_dict(), **self.intervals[task].as_dict()}
+        record["occurrences"] = {key: scores.as_dict() for key, scores in self.occurrences.items()}
         return record
+
+    def occurrence_table(self) -> str:
+        """acc@40ms by the asked occurrence (the k-th speaker, the k-th time a word or event is heard)."""
+        lines = ["asked          count  acc@20ms  acc@40ms  acc@100ms     MAD"]
+        for key, scores in self.occurrences.items():
+            acc = scores.accuracy
+            lines.append(f"{key:<14} {scores.count:5d}  {acc[0.02]:8.1%}  {acc[0.04]:8.1%}  {acc[0.1]:9.1%}  "
+                         f"{scores.mad * 1000:4.0f} ms")
+        return "\n".join(lines)
 
     def table(self) -> str:
         title = f"method: {self.method}" + (f" ({self.decoding} decoding)" if self.decoding else "")
@@ -166,6 +177,14 @@ class Evaluation:
                              f"{scores.mad * 1000:4.0f} ms  {spans.miou:6.3f}  {spans.recall[0.5]:5.1%}  "
                              f"{spans.recall[0.7]:5.1%}")
         return "\n".join(lines)
+
+
+OCCURRENCE_ROWS = 5  # k = 1..4 each, then "5+"
+
+
+def _occurrence_order(key: str) -> tuple[str, int]:
+    task, asked = key.split(" #")
+    return task, int(asked.rstrip("+"))
 
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
@@ -187,6 +206,7 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
+    by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
@@ -201,6 +221,11 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
             order = np.argsort(times, kind="stable")
             predicted[example.task].extend(np.asarray(times)[order])
             reference[example.task].extend(expected)
+            if example.task != "transcript":
+                asked = int(example.prompt.get("occurrence", 1))
+                key = f"{example.task} #{asked}" if asked < OCCURRENCE_ROWS else f"{example.task} #{OCCURRENCE_ROWS}+"
+                by_occurrence[key][0].extend(np.asarray(times)[order])
+                by_occurrence[key][1].extend(expected)
             if ends is not None and example.ends is not None:
                 predicted_spans[example.task].extend(zip(np.asarray(times)[order], np.asarray(ends)[order]))
                 reference_spans[example.task].extend(zip(example.times, example.ends))
@@ -209,7 +234,8 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
             for task in sorted(reference_spans)}
     spans = {task: interval_scores(np.asarray(predicted_spans[task]), np.asarray(reference_spans[task]))
              for task in sorted(reference_spans)}
-    return Evaluation(method=method, tasks=tasks, malformed=dict(malformed),
+    occurrences = {key: timestamp_scores(*by_occurrence[key]) for key in sorted(by_occurrence, key=_occurrence_order)}
+    return Evaluation(method=method, tasks=tasks, malformed=dict(malformed), occurrences=occurrences,
                       decoding=None if method == "tokens" else decoding, ends=ends, intervals=spans)
 
 
@@ -236,6 +262,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, help="only clips at most this long")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--by-occurrence", action="store_true",
+                        help="also a table by the asked occurrence: the k-th speaker, the k-th time a word or event "
+                             "is heard (k = 1-4, then 5 and later); JSON always holds it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,5 +298,6 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
                       decoding=args.decoding, merging=merging)
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table(), file=answer)
+    text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
+    print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0
