@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-engine": ("framestamp.export.tensorrt", "build TensorRT engines (fp16, int8) from an artifact on this GPU"),
     "locate": ("framestamp.runtime.locate", "when does a word / speaker / event / every word of a transcript start (torch-free)"),
     "serve": ("framestamp.serve", "serve an artifact with Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching"),
+    "triton-repo": ("framestamp.triton_repo", "write a Triton model repository (onnxruntime/tensorrt graphs behind a Python BLS front)"),
     "locate-corpus": ("framestamp.corpus", "timestamp a whole corpus with Locator actors on Ray Data (sharded, resumable)"),
     "bench": ("framestamp.benchmarks.bench", "measure latency (vs autoregressive), runtime overhead, decoding, accuracy"),
     "gpu-kit": ("framestamp.benchmarks.gpu", "prepare, run (or --dry-run) and collect the one-lease GPU measurements"),
@@ -57,6 +58,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` with characters that would break or garble the line (newlines, other control characters the
+    user typed into an argument) written as escapes."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in message)
+
+
 def chosen_subcommand(argv: list[str]) -> str | None:
     """The subcommand ``argv`` names (its first word that is not an option), or None."""
     first = next((word for word in argv if not word.startswith("-")), None)
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FramestampError, OSError) as error:
         # Errors raised on purpose for bad input carry a message meant for the user; so do the system's (a file
         # missing, no permission, a disk full), which name the path.
-        print(f"framestamp {args.command}: error: {error}", file=sys.stderr)
+        print(f"framestamp {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"framestamp {args.command}: interrupted", file=sys.stderr)

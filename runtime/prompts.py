@@ -90,7 +90,7 @@ def check_free_text(name: str, text: str) -> None:
 
 def check_prompt_fields(task: str, fields: dict) -> None:
     """Raise InputError unless ``fields`` has what ``task``'s template needs, with sane values."""
-    if task not in TEMPLATES:
+    if not isinstance(task, str) or task not in TEMPLATES:
         raise InputError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if not isinstance(fields, dict):
         raise InputError(f"prompt fields must be a dict of the task's template fields, got {type(fields).__name__}")
@@ -111,9 +111,9 @@ def check_prompt_fields(task: str, fields: dict) -> None:
 def render_prompt(task: str, fields: dict) -> str:
     """The question text for one example, e.g. render_prompt('word', {'word': 'much', 'occurrence': 1})."""
     check_prompt_fields(task, fields)
-    template, _ = TEMPLATES[task]
+    template, names = TEMPLATES[task]
     values = dict(fields)
-    if "occurrence" in values:
+    if "occurrence" in names:  # a field the template does not take is not read, whatever it holds
         values["ordinal"] = ordinal(values["occurrence"])
     return template.format(**values)
 

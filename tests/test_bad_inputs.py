@@ -310,6 +310,7 @@ def test_an_nvidia_smi_that_names_no_gpu_is_one_line(monkeypatch, printed):
     (["--word", "dog", "--min-confidence", "2"], "--min-confidence is a probability in [0, 1]"),
     (["--event", "Dog", "--transcript", "the dog"], "--transcript goes alone"),
     ([], "ask one question"),
+    (["--word", "dog", "--providers", "Bogus\x1eProvider\n"], "has no Bogus\\x1eProvider\\n;"),  # escaped: one line
 ])
 def test_locate_refuses_options_that_do_nothing_in_one_line(speech, tmp_path, capsys, arguments, message):
     audio = write_wav(tmp_path / "clip.wav", speech)
