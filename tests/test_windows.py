@@ -218,3 +218,16 @@ def test_five_minutes_run_in_bounded_memory(speech, tmp_path):
     times = answer["times"]
     assert len(times) == len(text.split()) and answer["duration"] >= 300
     assert all(0 <= a < b for a, b in zip(times, times[1:])) and times[-1] < answer["duration"]
+
+
+def test_long_and_short_recordings_in_one_run_keep_their_order():
+    edges = [30, 260, 470]
+    long_audio = bursts_recording(list(zip(edges, ["dog", "cat", "dog"])), 20.0)
+    short_audio = bursts_recording([(40, "dog"), (90, "dog")], 5.0)
+    locator = listening(12.0)
+    queries = [Query(long_audio, "word", {"word": "dog", "occurrence": 2}, rate=RATE),
+               Query(short_audio, "word", {"word": "dog", "occurrence": 2}, rate=RATE),
+               Query(long_audio, "transcript", {"transcript": "dog cat dog"}, rate=RATE)]
+    together = locator.run(queries)
+    assert [answer.times for answer in together] == [locator.run([query])[0].times for query in queries]
+    assert together[0].times == pytest.approx([470 * 0.04 + 0.02]) and together[1].times == pytest.approx([90 * 0.04 + 0.02])
