@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "locate-corpus": ("framestamp.corpus", "timestamp a whole corpus with Locator actors on Ray Data (sharded, resumable)"),
     "bench": ("framestamp.benchmarks.bench", "measure latency (vs autoregressive), runtime overhead, decoding, accuracy"),
     "gpu-kit": ("framestamp.benchmarks.gpu", "prepare, run (or --dry-run) and collect the one-lease GPU measurements"),
-    "demo": ("framestamp.demo", "generate a little data and decode timestamps from it (the README's main job)"),
+    "demo": ("framestamp.demo", "the tour: fresh clips, accuracy, ONNX export, parity, the runtime, latency"),
 }
 
 

@@ -1,8 +1,8 @@
-"""A tour on the shipped model: fresh clips in unheard voices, accuracy, ONNX export, parity, the runtime.
+"""A tour on the shipped model: fresh clips in unheard voices, accuracy, ONNX export, parity, the runtime, latency.
 
 The README's main job. `framestamp synth` makes word, speaker and sound-event clips with exact labels
 in two voices the shipped model (omni-tiny trained on synthetic data, framestamp/models/) never heard;
-the model answers every question with one forward pass and posterior-mode decoding and is scored per
+the model answers every question with one forward pass and ordered decoding and is scored per
 task; then it is exported to ONNX, checked against PyTorch, the torch-free runtime locates the
 words of one clip, printed next to the true times, and one latency row compares the frame-level answer
 with generating the timestamps as text.
