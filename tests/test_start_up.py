@@ -87,3 +87,32 @@ def test_locate_takes_the_shipped_model_by_name_and_a_path_is_still_a_path(clip,
     monkeypatch.chdir(tmp_path)
     assert main(["locate", str(clip), "--word", "dog", "--artifact", "./shipped"]) == 2
     assert "shipped: no such artifact folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ a checkout without an install
+# Python run from the repository root finds ./framestamp before any installed framestamp; here no install is
+# on the path at all (-S: no site-packages, so no editable mapping), only the libraries the runtime needs.
+FROM_THE_CHECKOUT = """
+import sys
+sys.path.append(sys.argv[1])  # numpy, onnxruntime, ... without their .pth files
+import framestamp.runtime.locator, framestamp.benchmarks.gpu
+print(framestamp.runtime.locator.__file__)
+"""
+
+
+def test_a_checkout_imports_its_subpackages_without_an_install():
+    checkout = Path(framestamp.__file__).resolve().parent.parent
+    libraries = str(Path(np.__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-S", "-c", FROM_THE_CHECKOUT, libraries], capture_output=True, text=True,
+                          timeout=120, cwd=checkout)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == checkout / "runtime" / "locator.py"
+
+
+def test_the_checkout_folders_are_the_ones_pyproject_maps():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(framestamp.__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    mapped = pyproject["tool"]["setuptools"]["package-dir"]
+    top_level = {name.split(".")[1]: folder for name, folder in mapped.items() if name.count(".") == 1}
+    assert framestamp.CHECKOUT_FOLDERS == top_level
