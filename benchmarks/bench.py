@@ -20,6 +20,8 @@ BENCHMARKS = {
     "recipes": ("framestamp.benchmarks.recipes_table", "equal-budget accuracy curves of training runs, table and PNG"),
     "long-audio": ("framestamp.benchmarks.long_audio", "long recordings: windowed vs one pass, time and memory 10 s .. 60 min"),
     "merging": ("framestamp.benchmarks.merging", "audio-token merging: accuracy against decoder speed, local and global"),
+    "serve-load": ("framestamp.benchmarks.serve_load", "64 concurrent clients against `framestamp serve`: p50/p99, throughput, batching on/off"),
+    "corpus": ("framestamp.benchmarks.corpus_scaling", "`framestamp locate-corpus` on Ray: 1 vs 2 actors, a killed job run again"),
     "peers": ("framestamp.benchmarks.peers", "framestamp beside pocketsphinx forced alignment, per task and speech engine"),
 }
 

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from framestamp.runtime.decoding import DECODINGS
+
+STARTS = 3  # tries to bring Triton up with the model loaded (see start_triton)
 from framestamp.runtime.artifact import SHIPPED, artifact_folder
 
 
@@ -63,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
                                batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us))
     # SIGTERM (a service manager's stop) takes the same path as Ctrl-C: Triton drains requests in flight.
     signal.signal(signal.SIGTERM, _interrupt)
-    with Triton(config=config) as triton:
-        inputs, outputs = pytriton_tensors()
-        triton.bind(model_name=MODEL_NAME, infer_func=instances, inputs=inputs, outputs=outputs, config=model_config)
-        triton.run()
+    try:
+        triton, running = start_triton(Triton, config, model_config, instances)
+    except KeyboardInterrupt:
+        return 0
+    with running:
         print(f"framestamp serve: ready: model {MODEL_NAME!r} on HTTP {args.host}:{args.http_port}, gRPC "
               f"{args.host}:{args.grpc_port}, metrics {args.host}:{args.metrics_port}/metrics; max batch {args.max_batch}, "
               f"queue delay {args.queue_delay_us} us, {args.instances} instance(s)", file=sys.stderr, flush=True)
@@ -76,6 +79,38 @@ def run(args: argparse.Namespace) -> int:
             pass
     print("framestamp serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def start_triton(Triton, config, model_config, instances):
+    """Triton running with the model loaded, and the context that stops it; up to STARTS tries.
+
+    PyTriton 0.7 loses a race on busy machines: a second model instance can try its handshake with
+    the first between the first's bind() and listen() on a Unix socket, and the model fails to load
+    ("Connection refused" in initialize). Starting again is enough.
+    """
+    from contextlib import ExitStack
+
+    from framestamp.protocol import MODEL_NAME
+    from framestamp.runtime.errors import FramestampError
+
+    inputs, outputs = pytriton_tensors()
+    for attempt in range(1, STARTS + 1):
+        running = ExitStack()
+        try:
+            triton = running.enter_context(Triton(config=config))
+            triton.bind(model_name=MODEL_NAME, infer_func=instances, inputs=inputs, outputs=outputs, config=model_config)
+            triton.run()
+            return triton, running
+        except Exception as error:  # noqa: BLE001 (PyTriton and tritonclient raise several kinds for a failed load)
+            running.close()
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            if attempt == STARTS:
+                raise FramestampError(f"Triton could not load the model ({reason})") from None
+            print(f"framestamp serve: Triton could not load the model ({reason}); starting again "
+                  f"({attempt + 1} of {STARTS})", file=sys.stderr, flush=True)
+        except BaseException:
+            running.close()
+            raise
 
 
 class LocatorModel:

@@ -3,13 +3,9 @@ as the Locator does, refuses bad requests one by one while it keeps serving, sho
 metrics, and on SIGTERM answers the request in flight before it exits."""
 
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,22 +14,13 @@ import soundfile
 pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient")
 
+from framestamp.benchmarks.serve_load import running_server  # noqa: E402
 from framestamp.cli import main  # noqa: E402
 from framestamp.client import Client, RequestError  # noqa: E402
 from framestamp.data.manifest import read_manifest  # noqa: E402
 from framestamp.runtime import Locator, Query  # noqa: E402
 
 pytestmark = pytest.mark.espeak
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for one in sockets:
-        one.bind(("127.0.0.1", 0))
-    ports = [one.getsockname()[1] for one in sockets]
-    for one in sockets:
-        one.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
@@ -45,43 +32,12 @@ def clips(tmp_path_factory):
     return folder, chosen
 
 
-def start_server(folder: Path, *options: str) -> dict:
-    """`framestamp serve` in a subprocess on free ports, once it is ready."""
-    http, grpc, metrics = free_ports(3)
-    log = folder / "serve.log"
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "framestamp", "serve", "--http-port", str(http), "--grpc-port", str(grpc),
-             "--metrics-port", str(metrics), "--threads", "1", *options], stdout=handle, stderr=subprocess.STDOUT)
-    server = {"process": process, "http": http, "grpc": grpc, "metrics": metrics, "log": log}
-    with Client(f"127.0.0.1:{http}") as client:
-        deadline = time.monotonic() + 120
-        while not client.ready():
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop_server(server)
-                pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-    return server
-
-
-def stop_server(server: dict) -> int:
-    process = server["process"]
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One server for the module: 2 instances, batches of up to 8 gathered for 20 ms."""
-    server = start_server(tmp_path_factory.mktemp("server"), "--max-batch", "8", "--queue-delay-us", "20000",
-                          "--instances", "2")
-    yield server
-    stop_server(server)
+    with running_server(tmp_path_factory.mktemp("server"), "--max-batch", "8", "--queue-delay-us", "20000",
+                        "--instances", "2", "--threads", "1") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -186,20 +142,21 @@ def test_sigterm_answers_the_request_in_flight_then_exits(tmp_path, clips, locat
     folder, chosen = clips
     word = chosen[0]
     expected = locator.run([Query(str(folder / word.audio), "word", dict(word.prompt))])[0].times
-    server = start_server(tmp_path, "--max-batch", "4", "--queue-delay-us", "1500000", "--instances", "1")
-    answers: list = []
+    with running_server(tmp_path, "--max-batch", "4", "--queue-delay-us", "1500000", "--instances", "1",
+                        "--threads", "1") as server:
+        answers: list = []
 
-    def ask() -> None:
-        with Client(f"127.0.0.1:{server['http']}") as client:
-            answers.append(client.word(folder / word.audio, word.prompt["word"], word.prompt["occurrence"]).times)
+        def ask() -> None:
+            with Client(f"127.0.0.1:{server['http']}") as client:
+                answers.append(client.word(folder / word.audio, word.prompt["word"], word.prompt["occurrence"]).times)
 
-    asking = threading.Thread(target=ask)
-    asking.start()
-    time.sleep(0.5)
-    assert not answers  # still in the batcher's queue
-    server["process"].send_signal(signal.SIGTERM)
-    asking.join(timeout=60)
-    assert answers and answers[0] == pytest.approx(expected)
-    assert server["process"].wait(timeout=60) == 0
-    log = server["log"].read_text()
-    assert "framestamp serve: stopped" in log and "Exit timeout expired" not in log
+        asking = threading.Thread(target=ask)
+        asking.start()
+        time.sleep(0.5)
+        assert not answers  # still in the batcher's queue
+        server["process"].send_signal(signal.SIGTERM)
+        asking.join(timeout=60)
+        assert answers and answers[0] == pytest.approx(expected)
+        assert server["process"].wait(timeout=60) == 0
+        log = server["log"].read_text()
+        assert "framestamp serve: stopped" in log and "Exit timeout expired" not in log
