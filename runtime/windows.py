@@ -29,6 +29,7 @@ linear in the recording's length).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -235,7 +236,7 @@ def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, 
     for index, window in enumerate(windows):
         last_window = index == len(windows) - 1
         # The words already placed at or after this window's start are heard in it too: asked again, as context.
-        first = next((i for i, frame in enumerate(committed) if frame >= window.start), len(committed))
+        first = bisect.bisect_left(committed, window.start)  # committed frames rise: each window's lie after the last's
         if first == count:
             stretches.append(Stretch(window, None, count, 0))
             continue
