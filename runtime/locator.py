@@ -38,7 +38,7 @@ ATTENTION_COPIES = 6  # see attention_bytes
 FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 # Recordings longer than a window are answered a window at a time; chosen on held-out 8-30 s clips
-# (benchmarks/results/cpu/long-audio.md).
+# (benchmarks/results/cpu/long-audio-accuracy.md).
 DEFAULT_WINDOW_SECONDS = 12.0
 DEFAULT_OVERLAP_SECONDS = 4.0
 
@@ -112,6 +112,8 @@ class Locator:
     "posterior" (the paper's per-event posterior mode); for one event they agree.
     ``merge`` merges that share of the audio tokens away before the decoder (training-free, runtime/
     merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
+    Audio longer than ``window_seconds`` is answered a window at a time, ``overlap_seconds`` shared by
+    neighbours, the answers stitched over the whole recording (runtime/windows.py); None: one pass.
     """
 
     def __init__(self, artifact: str | Path = SHIPPED, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
