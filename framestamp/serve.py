@@ -19,6 +19,7 @@ import signal
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 from framestamp.runtime.decoding import DECODINGS
@@ -84,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
 def start_triton(Triton, config, model_config, instances):
     """Triton running with the model loaded, and the context that stops it; up to STARTS tries.
 
-    PyTriton 0.7 loses a race on busy machines: a second model instance can try its handshake with
-    the first between the first's bind() and listen() on a Unix socket, and the model fails to load
-    ("Connection refused" in initialize). Starting again is enough.
+    PyTriton 0.7 loses a race on busy machines: each further model instance waits at most 1 s for
+    the first one's handshake socket, and fails to load ("Timeout occurred while waiting for config
+    file", or "Connection refused" between the socket's bind and listen) when the first starts slower.
     """
     from contextlib import ExitStack
 
@@ -108,6 +109,7 @@ def start_triton(Triton, config, model_config, instances):
                 raise FramestampError(f"Triton could not load the model ({reason})") from None
             print(f"framestamp serve: Triton could not load the model ({reason}); starting again "
                   f"({attempt + 1} of {STARTS})", file=sys.stderr, flush=True)
+            time.sleep(2.0 * attempt)  # a load spike on the machine may pass
         except BaseException:
             running.close()
             raise
