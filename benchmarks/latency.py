@@ -1,6 +1,6 @@
 """Latency: frame-level timestamps (one forward pass + decoding) against generating them as text.
 
-    framestamp bench latency --quick                       # one row, a couple of minutes on 2 cores
+    framestamp bench latency --quick                       # batch 1, 1-5 and 26+ timestamps, 3 repeats, no fp16 ONNX
     framestamp bench latency --out benchmarks/results/cpu  # the full grid on the shipped model
     framestamp bench latency --backbone omni-3b --device cuda --precision bf16 --out benchmarks/results/h100
 
@@ -34,6 +34,7 @@ from framestamp.runtime.errors import InputError
 
 BUCKETS = [("1-5", 3), ("6-10", 8), ("11-15", 13), ("16-20", 18), ("21-25", 23), ("26+", 30)]
 QUICK_BUCKETS = [("1-5", 3), ("26+", 30)]
+QUICK = "batch 1, 1-5 and 26+ timestamps, 3 repeats, no fp16 ONNX"  # what --quick runs: its help, output and README
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="PyTorch dtype")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime")
     parser.add_argument("--compile", action="store_true", help="torch.compile the optimized autoregressive baseline")
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 1, buckets 1-5 and 26+, 3 repeats, PyTorch and fp32 ONNX: one row in minutes")
+    parser.add_argument("--quick", action="store_true", help=f"a short run: {QUICK}")
     parser.add_argument("--out", type=Path, help="folder for latency.json, latency.md and latency.png")
 
 
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quick:
         args.batch_sizes, args.repeats, args.buckets = "1", min(args.repeats, 3), ",".join(b for b, _ in QUICK_BUCKETS)
+        print(f"--quick: {QUICK}", flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     buckets = chosen_buckets(args.buckets)

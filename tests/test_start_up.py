@@ -116,3 +116,15 @@ def test_the_checkout_folders_are_the_ones_pyproject_maps():
     mapped = pyproject["tool"]["setuptools"]["package-dir"]
     top_level = {name.split(".")[1]: folder for name, folder in mapped.items() if name.count(".") == 1}
     assert framestamp.CHECKOUT_FOLDERS == top_level
+
+
+def test_bench_latency_quick_is_described_alike_in_help_and_readme(capsys):
+    from framestamp.benchmarks.latency import QUICK
+    from framestamp.cli import main
+
+    readme = (Path(framestamp.__file__).resolve().parent.parent / "README.md").read_text()
+    quick_line = next(line for line in readme.splitlines() if line.startswith("framestamp bench latency --quick"))
+    assert quick_line.split("#", 1)[1].strip() == QUICK
+    with pytest.raises(SystemExit):
+        main(["bench", "latency", "--help"])
+    assert " ".join(QUICK.split()) in " ".join(capsys.readouterr().out.split())
