@@ -122,9 +122,9 @@ def test_what_the_system_refuses_to_write_is_one_line(clip, capsys, monkeypatch)
     import framestamp.runtime.plot as plot_module
 
     def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied", "/shared/plots/words.png")
+        raise PermissionError(13, "Permission denied", "/srv/plots/words.png")
 
     monkeypatch.setattr(plot_module, "save_plot", refuse)
     assert main(["locate", str(clip), "--word", "dog", "--plot", "words.png"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "framestamp locate: error: [Errno 13] Permission denied: '/shared/plots/words.png'"
+    assert err[-1] == "framestamp locate: error: [Errno 13] Permission denied: '/srv/plots/words.png'"
