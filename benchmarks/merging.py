@@ -112,36 +112,35 @@ def speed_rows(checkpoint: Path, artifact: Path, manifest: Path, ratios, seconds
         audio, frame_counts = sessions.encode(mel, np.array([mel.shape[2]]))
         functions, shapes = {}, {}
         for ratio in ratios:
-            for kind in KINDS if ratio > 0 else ("none",):
-                if ratio > 0:
-                    merged, tokens, positions, places, _ = merge_batch(audio, frame_counts, ratio, kind)
-                    functions[ratio, kind, "merge"] = (lambda r=ratio, k=kind: merge_batch(audio, frame_counts, r, k))
-                else:
-                    merged, tokens, positions, places = audio, frame_counts, None, None
-                prompt = pad_prompts([prompt_ids(model.tokenizer, question, int(tokens[0]))], model.pad_id)
-                functions[ratio, kind, "onnxruntime"] = (
-                    lambda p=prompt, m=merged, t=tokens, o=positions, q=places: sessions.scores(*p, m, t, o, q))
-                tensors = [torch.from_numpy(np.asarray(value)) for value in (*prompt, merged, tokens)]
-                if ratio > 0:
-                    tensors += [torch.from_numpy(positions), torch.from_numpy(places)]
-                functions[ratio, kind, "pytorch"] = (lambda t=tensors: model.frame_scores(*t))
-                shapes[ratio, kind] = (int(tokens[0]), int(prompt[0].shape[1]))
+            # Local and global merging hand the decoder the same number of tokens: one workload per ratio.
+            merged, tokens, positions, places = audio, frame_counts, None, None
+            if ratio > 0:
+                merged, tokens, positions, places, _ = merge_batch(audio, frame_counts, ratio, "local")
+                for kind in KINDS:
+                    functions[ratio, kind] = (lambda r=ratio, k=kind: merge_batch(audio, frame_counts, r, k))
+            prompt = pad_prompts([prompt_ids(model.tokenizer, question, int(tokens[0]))], model.pad_id)
+            functions[ratio, "onnxruntime"] = (
+                lambda p=prompt, m=merged, t=tokens, o=positions, q=places: sessions.scores(*p, m, t, o, q))
+            tensors = [torch.from_numpy(np.asarray(value)) for value in (*prompt, merged, tokens)]
+            if ratio > 0:
+                tensors += [torch.from_numpy(positions), torch.from_numpy(places)]
+            functions[ratio, "pytorch"] = (lambda t=tensors: model.frame_scores(*t))
+            shapes[ratio] = (int(tokens[0]), int(prompt[0].shape[1]))
         with torch.no_grad():  # longer clips cost more per pass and vary less: fewer turns
             timed = interleaved_ms(functions, max(20, int(repeats * seconds_list[0] / seconds)))
-        for (ratio, kind), (tokens, prompt_tokens) in shapes.items():
-            merge = timed.get((ratio, kind, "merge"), {"best": 0.0, "median": 0.0})
-            rows.append({"seconds": seconds, "ratio": ratio, "kind": kind, "audio_tokens": tokens,
-                         "frames": int(frame_counts[0]), "prompt_tokens": prompt_tokens,
-                         "decoder_ms_onnxruntime": timed[ratio, kind, "onnxruntime"],
-                         "decoder_ms_pytorch": timed[ratio, kind, "pytorch"], "merge_ms": merge})
+        for ratio, (tokens, prompt_tokens) in shapes.items():
+            rows.append({"seconds": seconds, "ratio": ratio, "audio_tokens": tokens, "frames": int(frame_counts[0]),
+                         "prompt_tokens": prompt_tokens, "decoder_ms_onnxruntime": timed[ratio, "onnxruntime"],
+                         "decoder_ms_pytorch": timed[ratio, "pytorch"],
+                         "merge_ms": {kind: timed[ratio, kind] for kind in KINDS if (ratio, kind) in timed}})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def tables(accuracy: list[dict], speed: list[dict], speed_seconds: float) -> str:
     base = next(row for row in accuracy if row["ratio"] == 0)
-    timing = {(row["ratio"], row["kind"]): row for row in speed if row["seconds"] == speed_seconds}
-    base_time = timing[(0.0, "none")]
+    timing = {row["ratio"]: row for row in speed if row["seconds"] == speed_seconds}
+    base_time = timing[0.0]
     lines = [f"| ratio | merging | audio tokens removed | word | transcript | event | decoder pass, {speed_seconds:g} s clip "
              "(ONNX Runtime / PyTorch) | faster than unmerged | merging's own cost |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -151,12 +150,13 @@ def tables(accuracy: list[dict], speed: list[dict], speed_seconds: float) -> str
         acc = [f"{100 * row['acc40'][task]:.1f}%" + ("" if row is base else
                                                      f" ({100 * (row['acc40'][task] - base['acc40'][task]):+.1f})")
                for task in TASKS]
-        time_row = timing[(row["ratio"], row["kind"])]
+        time_row = timing[row["ratio"]]
+        merge_ms = time_row["merge_ms"].get(row["kind"], {"best": 0.0})["best"]
         faster = 1 - time_row["decoder_ms_onnxruntime"]["best"] / base_time["decoder_ms_onnxruntime"]["best"]
         faster_torch = 1 - time_row["decoder_ms_pytorch"]["best"] / base_time["decoder_ms_pytorch"]["best"]
         lines.append(f"| {row['ratio']:g} | {row['kind']} | {100 * row['tokens_removed']:.0f}% | {' | '.join(acc)} | "
                      f"{time_row['decoder_ms_onnxruntime']['best']:.2f} / {time_row['decoder_ms_pytorch']['best']:.2f} ms | "
-                     f"{100 * faster:.0f}% / {100 * faster_torch:.0f}% | {time_row['merge_ms']['best']:.2f} ms |")
+                     f"{100 * faster:.0f}% / {100 * faster_torch:.0f}% | {merge_ms:.2f} ms |")
     variants = [row for row in accuracy if any(name in row for name, _ in VARIANTS)]
     if variants:
         default = next(row for row in accuracy if row["ratio"] == VARIANT_RATIO and row["kind"] == "local"
@@ -170,13 +170,12 @@ def tables(accuracy: list[dict], speed: list[dict], speed_seconds: float) -> str
             lines.append(f"| {name} {value} | " + " | ".join(f"{100 * row['acc40'][t]:.1f}%" for t in TASKS) + " |")
     scaling = sorted({row["seconds"] for row in speed})
     if len(scaling) > 1:
-        lines += ["", "Decoder pass (ONNX Runtime, one thread) by clip length:", "",
-                  "| clip | " + " | ".join(f"ratio {r['ratio']:g} {r['kind']}" for r in speed
-                                           if r["seconds"] == scaling[0]) + " |",
-                  "|---|" + "---|" * sum(1 for r in speed if r["seconds"] == scaling[0])]
+        lines += ["", "Decoder pass by clip length (ONNX Runtime / PyTorch, one thread, best of the turns):", "",
+                  "| clip | " + " | ".join(f"ratio {r:g}" for r in sorted(timing)) + " |", "|---|" + "---|" * len(timing)]
         for seconds in scaling:
-            lines.append(f"| {seconds:g} s | " + " | ".join(f"{r['decoder_ms_onnxruntime']['best']:.2f} ms" for r in speed
-                                                          if r["seconds"] == seconds) + " |")
+            lines.append(f"| {seconds:g} s | " + " | ".join(
+                f"{r['decoder_ms_onnxruntime']['best']:.1f} / {r['decoder_ms_pytorch']['best']:.1f} ms"
+                for r in sorted((r for r in speed if r["seconds"] == seconds), key=lambda r: r["ratio"])) + " |")
     return "\n".join(lines)
 
 
@@ -186,14 +185,13 @@ def plot(accuracy: list[dict], speed: list[dict], speed_seconds: float, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    base_time = next(r for r in speed if r["seconds"] == speed_seconds and r["ratio"] == 0)["decoder_ms_onnxruntime"]["best"]
+    timing = {r["ratio"]: r["decoder_ms_onnxruntime"]["best"] for r in speed if r["seconds"] == speed_seconds}
     figure, axes = plt.subplots(1, len(TASKS), figsize=(12, 3.8), sharey=True)
     for axis, task in zip(axes, TASKS):
         for kind, style in (("local", "o-"), ("global", "s--")):
             rows = [r for r in accuracy if (r["kind"] == kind or r["ratio"] == 0)
                     and not any(name in r for name, _ in VARIANTS)]
-            speedup = [base_time / next(s["decoder_ms_onnxruntime"]["best"] for s in speed if s["seconds"] == speed_seconds
-                                        and s["ratio"] == r["ratio"] and s["kind"] in (kind, "none")) for r in rows]
+            speedup = [timing[0.0] / timing[r["ratio"]] for r in rows]
             axis.plot(speedup, [100 * r["acc40"][task] for r in rows], style, label=kind)
             for x, r in zip(speedup, rows):
                 axis.annotate(f"{r['ratio']:g}", (x, 100 * r["acc40"][task]), fontsize=7, xytext=(3, 3),
@@ -219,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", default="8,30,120", help="clip lengths for the decoder timing (the first is the table's)")
     parser.add_argument("--repeats", type=int, default=300, help="timed turns at the first clip length (fewer for longer ones)")
     parser.add_argument("--no-variants", action="store_true", help="skip the position and head settings")
+    parser.add_argument("--accuracy-from", type=Path, metavar="JSON",
+                        help="take the accuracy rows from an earlier merging.json (time the decoder again only)")
     parser.add_argument("--out", type=Path, help="folder for merging.json, merging.md and merging.png")
     args = parser.parse_args(argv)
     ratios = [float(r) for r in args.ratios.split(",")]
@@ -231,7 +231,10 @@ def main(argv=None) -> int:
             artifact = Path(scratch) / "artifact"
             export_fp32(args.checkpoint, artifact)
         speed = speed_rows(args.checkpoint, artifact, args.manifest, ratios, seconds_list, args.repeats)
-    accuracy = accuracy_rows(args.checkpoint, args.manifest, ratios, args.limit, not args.no_variants)
+    if args.accuracy_from:
+        accuracy = json.loads(args.accuracy_from.read_text())["accuracy"]
+    else:
+        accuracy = accuracy_rows(args.checkpoint, args.manifest, ratios, args.limit, not args.no_variants)
     table = tables(accuracy, speed, seconds_list[0])
     print(table)
     if args.out:
