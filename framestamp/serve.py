@@ -186,8 +186,14 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def _import_pytriton():
+    import numpy
+
     from framestamp.runtime.errors import FramestampError
 
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        # Measured: under numpy 2 the stub hands the model zeros for every input, and no error.
+        raise FramestampError(f"PyTriton 0.7 needs numpy < 2 (this is {numpy.__version__}): its backend stub reads "
+                              "requests as zeros under numpy 2; pip install 'framestamp[serve]' installs numpy 1.26")
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig
         from pytriton.triton import Triton, TritonConfig

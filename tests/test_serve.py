@@ -13,6 +13,8 @@ import soundfile
 
 pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient")
+if int(np.__version__.split(".")[0]) >= 2:
+    pytest.skip("PyTriton 0.7 needs numpy < 2 (pip install 'framestamp[serve]' installs 1.26)", allow_module_level=True)
 
 from framestamp.benchmarks.serve_load import running_server  # noqa: E402
 from framestamp.cli import main  # noqa: E402
