@@ -231,8 +231,10 @@ def main(argv=None) -> int:
             artifact = Path(scratch) / "artifact"
             export_fp32(args.checkpoint, artifact)
         speed = speed_rows(args.checkpoint, artifact, args.manifest, ratios, seconds_list, args.repeats)
+    accuracy_command = None  # when the accuracy rows come from an earlier run, the command that measured them
     if args.accuracy_from:
-        accuracy = json.loads(args.accuracy_from.read_text())["accuracy"]
+        earlier = json.loads(args.accuracy_from.read_text())
+        accuracy, accuracy_command = earlier["accuracy"], earlier.get("accuracy_command") or earlier.get("command")
     else:
         accuracy = accuracy_rows(args.checkpoint, args.manifest, ratios, args.limit, not args.no_variants)
     table = tables(accuracy, speed, seconds_list[0])
@@ -242,11 +244,14 @@ def main(argv=None) -> int:
         command = "OMP_NUM_THREADS=1 framestamp bench merging " + " ".join(sys.argv[1:] if argv is None else argv)
         machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                    "python": platform.python_version()}
-        (args.out / "merging.json").write_text(json.dumps({"command": command, "machine": machine, "accuracy": accuracy,
-                                                           "speed": speed}, indent=2) + "\n")
+        (args.out / "merging.json").write_text(json.dumps({"command": command, "accuracy_command": accuracy_command,
+                                                           "machine": machine, "accuracy": accuracy, "speed": speed},
+                                                          indent=2) + "\n")
         plot(accuracy, speed, seconds_list[0], args.out / "merging.png")
         (args.out / "merging.md").write_text(
-            f"# Audio-token merging: accuracy against decoder speed\n\nReproduce: `{command}`\n\nMachine: {machine}\n\n"
+            f"# Audio-token merging: accuracy against decoder speed\n\nReproduce: `{command}`"
+            + (f" (accuracy rows measured by `{accuracy_command}`)" if accuracy_command else "")
+            + f"\n\nMachine: {machine}\n\n"
             f"Model `{args.checkpoint}`, questions of `{args.manifest}` (acc@40ms; in brackets: points against "
             f"unmerged). Decoder pass: prompt and audio tokens to per-frame scores, batch 1, one thread, the best of "
             f"{args.repeats} turns at {seconds_list[0]:g} s (fewer for longer clips) timed in turns, on a machine "
