@@ -112,6 +112,25 @@ def load(url: str, requests: list[dict], clients: int, timeout: float = 120.0) -
             "p50_ms": float(np.percentile(milliseconds, 50)), "p99_ms": float(np.percentile(milliseconds, 99))}
 
 
+def in_process(requests: list[dict], batch: int, folder: Path) -> float:
+    """Questions per second of Locator.run alone (one thread) on ``batch`` requests at a time, in arrival
+    order as the dynamic batcher would group them: what batching can gain before any serving cost."""
+    from framestamp.runtime.locator import Locator, Query
+
+    paths = {}
+    for number, request in enumerate(requests):
+        path = folder / f"request-{number}.flac"
+        path.write_bytes(request["audio"])
+        paths[number] = str(path)
+    queries = [Query(paths[n], "word", {"word": r["text"], "occurrence": r["occurrence"]}) for n, r in enumerate(requests)]
+    locator = Locator("shipped", threads=1, batch_size=batch)
+    locator.run(queries[:batch])  # warm-up
+    start = time.perf_counter()
+    for first in range(0, len(queries), batch):
+        locator.run(queries[first:first + batch])
+    return len(queries) / (time.perf_counter() - start)
+
+
 def word_requests(count: int, folder: Path, seed: int = 7) -> list[dict]:
     """``count`` word questions about freshly generated clips (3-6 s), as request values (a file's bytes)."""
     from framestamp.cli import main
@@ -154,13 +173,17 @@ def main(argv=None) -> int:
                 print(f"{instances} instance(s) x {threads} thread(s), max batch {max_batch}: {result['answered']}/"
                       f"{result['requests']} answered, {result['errors']} errors, p50 {result['p50_ms']:.0f} ms, "
                       f"p99 {result['p99_ms']:.0f} ms, {result['requests_per_second']:.1f} req/s", flush=True)
+        locator_alone = {batch: in_process(requests, batch, Path(scratch)) for batch in (1, args.max_batch)}
+    print(f"Locator.run alone, one thread: {locator_alone[1]:.1f} questions/s at batch 1, "
+          f"{locator_alone[args.max_batch]:.1f} at batch "
+          f"{args.max_batch}", flush=True)
     header = ("| instances x threads | max batch | clients | requests | errors | p50 ms | p99 ms | requests/s | vs max batch 1 |\n"
               "|---|---|---|---|---|---|---|---|---|")
     lines = []
     for row in rows:
-        alone = next(r for r in rows if r["max_batch"] == 1 and r["instances"] == row["instances"]
-                     and r["threads_per_instance"] == row["threads_per_instance"])
-        row["speedup"] = row["requests_per_second"] / alone["requests_per_second"]
+        unbatched = next(r for r in rows if r["max_batch"] == 1 and r["instances"] == row["instances"]
+                         and r["threads_per_instance"] == row["threads_per_instance"])
+        row["speedup"] = row["requests_per_second"] / unbatched["requests_per_second"]
         lines.append(f"| {row['instances']} x {row['threads_per_instance']} | {row['max_batch']} | {row['clients']} | "
                      f"{row['requests']} | {row['errors']} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | "
                      f"{row['requests_per_second']:.1f} | {row['speedup']:.2f}x |")
@@ -174,13 +197,17 @@ def main(argv=None) -> int:
                    "load_average_after": os.getloadavg()[0]}
         command = "framestamp bench serve-load " + " ".join(argv if argv is not None else sys.argv[1:])
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "serve_load.json").write_text(json.dumps({"command": command, "machine": machine, "rows": rows},
-                                                              indent=2) + "\n")
+        (args.out / "serve_load.json").write_text(json.dumps(
+            {"command": command, "machine": machine, "rows": rows,
+             "locator_alone_questions_per_second": {str(batch): rate for batch, rate in locator_alone.items()}}, indent=2) + "\n")
         (args.out / "serve_load.md").write_text(
             f"# framestamp serve under load (Triton through PyTriton, localhost, HTTP)\n\nReproduce: `{command}`\n\n"
             f"Machine: {machine}\n\nThe shipped model; word questions about generated 3-6 s clips, each request a "
             f"FLAC file's bytes; queue delay {args.queue_delay_us} us; every client a connection of its own, all "
-            f"sending at once; each run after a warm-up of one request per client.\n\n{table}\n")
+            f"sending at once; each run after a warm-up of one request per client.\n\n{table}\n\n"
+            f"Locator.run alone (no server), one ONNX Runtime thread, the same requests {args.max_batch} or 1 at a time in "
+            f"arrival order: {locator_alone[args.max_batch]:.1f} vs {locator_alone[1]:.1f} questions/s "
+            f"({locator_alone[args.max_batch] / locator_alone[1]:.2f}x).\n")
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 
