@@ -64,7 +64,7 @@ def test_killed_mid_run_then_rerun_gives_every_answer_once_as_the_locator(corpus
     questions = read_corpus(corpus)
     assert 0 < len(before) < len(questions)
 
-    rerun = locate_corpus(corpus, out, "--actors", "2")
+    rerun = locate_corpus(corpus, out)
     _, log = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, log[-3000:]
     assert f"{len(before)} answered already" in log
@@ -87,21 +87,29 @@ def test_killed_mid_run_then_rerun_gives_every_answer_once_as_the_locator(corpus
         assert record["words"] == list(answer.words or ()), record["id"]
 
 
-def test_a_folder_of_audio_with_transcripts_to_parquet(corpus, tmp_path):
-    """A folder of clips with .txt transcripts beside them (no manifest): Parquet shards."""
+def test_a_folder_of_audio_with_transcripts_and_parquet_shards(corpus, tmp_path):
+    """A folder of clips with .txt transcripts beside them is one transcript question per clip; a
+    Parquet shard reads back what was written, and counts as finished for a rerun."""
     import shutil
 
-    questions = [q for q in read_corpus(corpus) if json.loads(q["prompt"]).get("transcript")][:3]
+    from framestamp.corpus import finished_ids, next_shard_number, write_shard
+
+    clips = sorted({q["audio"] for q in read_corpus(corpus) if os.path.exists(q["audio"])})[:3]
     folder = tmp_path / "recordings"
-    folder.mkdir()
-    for number, question in enumerate(questions):
-        shutil.copy(question["audio"], folder / f"clip{number}.flac")
-        (folder / f"clip{number}.txt").write_text(json.loads(question["prompt"])["transcript"])
-    assert main(["locate-corpus", str(folder), str(tmp_path / "out"), "--format", "parquet"]) == 0
-    answers = read_answers(tmp_path / "out")
-    assert [a["id"] for a in answers] == [f"clip{n}.flac" for n in range(len(questions))]
-    locator = Locator("shipped", threads=1)
-    for answer, question in zip(answers, questions):
-        expected = locator.transcript(question["audio"], json.loads(question["prompt"])["transcript"])
-        assert np.allclose(answer["times"], expected.times, atol=1e-6)
-    assert all(p.suffix == ".parquet" for p in shard_paths(tmp_path / "out"))
+    (folder / "day2").mkdir(parents=True)
+    for number, clip in enumerate(clips):
+        name = f"day2/clip{number}.flac" if number else f"clip{number}.flac"
+        shutil.copy(clip, folder / name)
+        (folder / name).with_suffix(".txt").write_text(f"words of clip {number}\n")
+    (folder / "no-transcript.flac").write_bytes(b"")
+    found = read_corpus(folder)
+    assert [q["id"] for q in found] == ["clip0.flac", "day2/clip1.flac", "day2/clip2.flac"]
+    assert [json.loads(q["prompt"]) for q in found] == [{"transcript": f"words of clip {n}"} for n in range(3)]
+
+    records = [{"id": q["id"], "task": "transcript", "prompt": json.loads(q["prompt"]), "times": [0.5, 1.25],
+                "confidence": [0.9, 0.1], "ends": [], "words": ["a", "b"], "warnings": [], "error": None} for q in found]
+    records[2] = {**records[2], "times": [], "confidence": [], "words": [], "error": "no such audio file"}
+    write_shard(tmp_path / "out", 0, records, "parquet")
+    assert read_answers(tmp_path / "out") == records
+    assert finished_ids(tmp_path / "out") == {q["id"] for q in found}
+    assert next_shard_number(tmp_path / "out") == 1
