@@ -82,7 +82,14 @@ def _unavailable(name: str, error: ImportError):
 def main(argv: list[str] | None = None) -> int:
     from framestamp.runtime.errors import FramestampError
 
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    # `bench NAME ...` hands everything after NAME to that benchmark's own parser; argparse leaves a leading
+    # option (`bench serve-load --out DIR`) out of the catch-all, so it is put back in front, in order.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "bench" and isinstance(getattr(args, "arguments", None), list):
+        args.arguments = unknown + args.arguments
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args._run(args) or 0)
     except (FramestampError, OSError) as error:
