@@ -1,8 +1,9 @@
 """The framestamp command: help for every subcommand, and readable errors with exit status 2."""
 
-import pytest
 import subprocess
 import sys
+
+import pytest
 
 from framestamp.cli import SUBCOMMANDS, main
 
