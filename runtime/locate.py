@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "and say how many on stderr (default 0: keep all)")
     parser.add_argument("--window", type=float, metavar="SECONDS",
                         help="answer audio longer than this a window at a time, the windows' answers stitched over the "
-                             "whole recording (default 12, what the model was trained on; 0: one pass over all of it)")
+                             "whole recording (default 20, measured best for the shipped model; 0: one pass over all of it)")
     parser.add_argument("--overlap", type=float, metavar="SECONDS", help="seconds shared by neighbouring windows (default 4)")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens (0-1) away before the decoder: a faster pass, less "

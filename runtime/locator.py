@@ -39,7 +39,7 @@ FRAME_OBJECTIVES = ("poisson", "interpolated", "binary")
 MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many earlier ones
 # Recordings longer than a window are answered a window at a time; chosen on held-out 8-30 s clips
 # (benchmarks/results/cpu/long-audio-accuracy.md).
-DEFAULT_WINDOW_SECONDS = 12.0
+DEFAULT_WINDOW_SECONDS = 20.0
 DEFAULT_OVERLAP_SECONDS = 4.0
 
 

@@ -1,6 +1,6 @@
 """Recordings longer than a window: read them a window at a time, answer per window, stitch one track.
 
-The model was trained on clips of at most 12 s and its decoder attends over every frame it is given,
+A model is trained on clips up to some length and its decoder attends over every frame it is given,
 so a long recording is cut into windows of ``window`` frames that overlap by ``overlap`` frames.
 Each window owns the middle of its overlaps (``Window.own_start`` .. ``own_stop``): the stretches
 of the recording partition into owned stretches, each answered by the window that sees it furthest
