@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
+
 from framestamp.runtime.artifact import SHIPPED_ARTIFACT
 
 SHIPPED_CHECKPOINT = SHIPPED_ARTIFACT.parent / "omni-tiny-synth"
@@ -179,8 +181,9 @@ def scaling_markdown(rows: list[dict], command: str) -> str:
              "about tiled synthetic speech with the Locator (what `framestamp locate FILE --transcript TEXT` runs) on "
              "the shipped ONNX artifact for runtime, and with the checkpoint's PyTorch model in place of the graphs for "
              "pytorch, at --threads threads. Wall time "
-             "includes start-up and imports; peak is the process's resident maximum (ru_maxrss). Windowed: 12 s "
-             "windows, 4 s overlap (the default); one pass: `--window 0`. CPU s is the process's user + system time.", "",
+             "includes start-up and imports; peak is the process's resident maximum (ru_maxrss). Windowed: "
+             f"{DEFAULT_WINDOW_SECONDS:g} s windows, {DEFAULT_OVERLAP_SECONDS:g} s overlap (the default); one pass: "
+             "`--window 0`. CPU s is the process's user + system time.", "",
              "| audio | backend | mode | wall s | CPU s | peak RSS MiB | answers | in order, inside the file |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
