@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
-
 from framestamp.runtime.artifact import SHIPPED_ARTIFACT
+from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
 
 SHIPPED_CHECKPOINT = SHIPPED_ARTIFACT.parent / "omni-tiny-synth"
 LENGTHS = (10, 30, 60, 150, 300, 600, 1200, 2400, 3600)  # seconds
