@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from framestamp.benchmarks import machine_facts
 
 
 def locate_corpus(manifest: Path, out: Path, *options: str) -> subprocess.Popen:
@@ -136,9 +137,7 @@ def main(argv=None) -> int:
         import numpy
         import ray
 
-        machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                   "python": platform.python_version(), "numpy": numpy.__version__, "ray": ray.__version__,
-                   "load_average_after": os.getloadavg()[0]}
+        machine = machine_facts(numpy=numpy.__version__, ray=ray.__version__)
         command = "framestamp bench corpus " + " ".join(argv if argv is not None else sys.argv[1:])
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "corpus_scaling.json").write_text(json.dumps(

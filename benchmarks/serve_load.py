@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import signal
 import socket
 import subprocess
@@ -26,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from framestamp.benchmarks import machine_facts
 
 
 def free_ports(count: int) -> list[int]:
@@ -192,9 +192,7 @@ def main(argv=None) -> int:
     if args.out:
         import onnxruntime
 
-        machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                   "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
-                   "load_average_after": os.getloadavg()[0]}
+        machine = machine_facts(numpy=np.__version__, onnxruntime=onnxruntime.__version__)
         command = "framestamp bench serve-load " + " ".join(argv if argv is not None else sys.argv[1:])
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "serve_load.json").write_text(json.dumps(

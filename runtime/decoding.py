@@ -468,6 +468,14 @@ def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
 MAX_INTERVAL_SECONDS = 2.0
 
 
+def _interval_inputs(track, starts, frame_seconds: float, name: str):
+    """(frame_seconds, track, starts) checked for the interval decoders: a non-empty (frames,) track."""
+    track = np.asarray(track, dtype=np.float64)
+    if track.ndim != 1 or track.size == 0:
+        raise InputError(f"{name} must be a non-empty 1-D array (frames,), got shape {track.shape}")
+    return check_frame_seconds(frame_seconds), track, np.asarray(starts, dtype=np.float64)
+
+
 def interval_ends(inside_logits, starts, frame_seconds: float = FRAME_SECONDS,
                   max_seconds: float = MAX_INTERVAL_SECONDS, bounded_by_next: bool = False) -> np.ndarray:
     """Where each interval that begins at ``starts`` ends, from a head's "inside" channel.
@@ -478,11 +486,7 @@ def interval_ends(inside_logits, starts, frame_seconds: float = FRAME_SECONDS,
     start and at most ``max_seconds`` later. With ``bounded_by_next`` (a transcript's words) an
     interval also ends by the next start. Returns (len(starts),) float64 seconds.
     """
-    frame_seconds = check_frame_seconds(frame_seconds)
-    logits = np.asarray(inside_logits, dtype=np.float64)
-    if logits.ndim != 1 or logits.size == 0:
-        raise InputError(f"inside_logits must be a non-empty 1-D array (frames,), got shape {logits.shape}")
-    starts = np.asarray(starts, dtype=np.float64)
+    frame_seconds, logits, starts = _interval_inputs(inside_logits, starts, frame_seconds, "inside_logits")
     frames = logits.size
     longest = max(1, int(round(max_seconds / frame_seconds)))
     ends = np.empty(starts.shape)
@@ -508,11 +512,8 @@ def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
     up to the clip's end) and, with ``bounded_by_next`` (a transcript's words), no later than the
     next start's frame. Returns (len(starts),) float64 seconds, each >= its start.
     """
-    frame_seconds = check_frame_seconds(frame_seconds)
-    log_intensity = np.asarray(end_log_intensity, dtype=np.float64)
-    if log_intensity.ndim != 1 or log_intensity.size == 0:
-        raise InputError(f"end_log_intensity must be a non-empty 1-D array (frames,), got shape {log_intensity.shape}")
-    starts = np.asarray(starts, dtype=np.float64)
+    frame_seconds, log_intensity, starts = _interval_inputs(end_log_intensity, starts, frame_seconds,
+                                                           "end_log_intensity")
     frames = log_intensity.size
     longest = frames if max_seconds is None else max(1, int(round(max_seconds / frame_seconds)))
     ends = np.empty(starts.shape)
