@@ -160,3 +160,31 @@ def test_init_from_takes_the_backbone_and_shared_head_channels_of_a_checkpoint(t
     assert torch.equal(fresh.head.projection.weight[1], inside_before)  # a new channel starts fresh
     with pytest.raises(InputError, match="lookahead"):
         init_from(build_model("omni-tiny", HeadConfig(lookahead=3)), tmp_path / "ckpt")
+
+
+def test_init_from_grows_a_deeper_preset_that_first_computes_what_the_checkpoint_did(tmp_path):
+    from framestamp.training.checkpoint import init_from
+
+    trained = build_model("omni-tiny", HeadConfig(lookahead=1), seed=3)
+    with torch.no_grad():  # a trained-looking head: random weights, so the scores vary frame to frame
+        trained.head.projection.weight.normal_()
+    save_checkpoint(trained, tmp_path / "ckpt", features={})
+    deeper = build_model("omni-tiny-deep", HeadConfig(lookahead=1), seed=4)
+    taken = init_from(deeper, tmp_path / "ckpt")
+    assert taken["grown_layers"] == ["model.language_model.layers.3", "model.language_model.layers.4"]
+    mel = torch.randn(2, 128, 300)
+    batch = make_batch(trained, mel, torch.tensor([300, 220]), QUESTIONS[:2])
+    trained.eval(), deeper.eval()
+    with torch.no_grad():
+        before, after = trained.run_batch(batch).scores, deeper.run_batch(batch).scores
+    assert before.std() > 0.1
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    # identity through zeroed output projections only: the layers' other weights are random, so they learn
+    layer = dict(deeper.backbone.named_modules())["model.language_model.layers.4"]
+    assert layer.mlp.down_proj.weight.abs().max() == 0 and layer.mlp.up_proj.weight.abs().max() > 0
+    # shallower than the checkpoint, or another width: refused, naming what differs
+    save_checkpoint(deeper, tmp_path / "deep", features={})
+    with pytest.raises(InputError, match="language_model.layers.3"):
+        init_from(build_model("omni-tiny", HeadConfig(lookahead=1)), tmp_path / "deep")
+    with pytest.raises(InputError, match="same --backbone shape"):
+        init_from(build_model("qwen2-audio-tiny", HeadConfig(lookahead=1)), tmp_path / "ckpt")

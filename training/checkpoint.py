@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -111,11 +112,7 @@ def init_from(model: FrameStampModel, folder: str | Path) -> dict:
     if json.loads(saved_tokenizer)["model"] != json.loads(model.tokenizer.to_str())["model"]:
         raise InputError(f"{folder}: its tokenizer differs from this model's; --init needs the same --backbone preset")
     saved, _ = load_backbone(str(folder / "backbone"), dtype=next(model.backbone.parameters()).dtype)
-    try:
-        model.backbone.load_state_dict(saved.state_dict())
-    except RuntimeError as error:
-        raise InputError(f"{folder}: its backbone does not fit this model ({str(error).splitlines()[0]}); "
-                         "--init needs the same --backbone shape") from None
+    grown = grow_into(model.backbone, saved.state_dict(), folder)
     head = load_file(str(folder / "head.safetensors"))
     saved_channels = list(description["head"]["channels"])
     ours = model.head.projection
@@ -127,7 +124,51 @@ def init_from(model: FrameStampModel, folder: str | Path) -> dict:
         for name in shared:
             ours.weight[model.head_config.channels.index(name)] = head["projection.weight"][saved_channels.index(name)]
             ours.bias[model.head_config.channels.index(name)] = head["projection.bias"][saved_channels.index(name)]
-    return {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps")}
+    taken = {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps")}
+    if grown:
+        taken["grown_layers"] = grown
+    return taken
+
+
+# A layer's projections back into the residual stream (decoder attention and MLP, encoder attention and
+# MLP): zeroed, they make a pre-norm transformer layer the identity.
+RESIDUAL_OUTPUTS = ("o_proj", "down_proj", "out_proj", "fc2")
+LAYER_KEY = re.compile(r"^(?P<stack>.*\.layers)\.(?P<index>\d+)\.(?P<rest>.+)$")
+
+
+def grow_into(backbone: torch.nn.Module, saved: dict, folder: str | Path) -> list[str]:
+    """Load ``saved`` (a checkpoint's backbone weights) into ``backbone``, which may be deeper: same
+    widths, more layers on top of a stack (a deeper preset). Layers the checkpoint lacks keep their
+    random weights but start as the identity (their residual output projections are zeroed), so the
+    grown model computes exactly what the checkpoint did, and training then uses the new depth.
+
+    Returns the grown layers' names ("model.language_model.layers.3", ...); empty for the same shape.
+    """
+    ours = backbone.state_dict()
+    problems = [name for name in saved if name not in ours or ours[name].shape != saved[name].shape]
+    extra = sorted(set(ours) - set(saved))
+    new_layers = sorted({f"{m['stack']}.{m['index']}" for m in map(LAYER_KEY.match, extra) if m},
+                        key=lambda name: (name.rsplit(".", 1)[0], int(name.rsplit(".", 1)[1])))
+    not_layers = [name for name in extra if not any(name.startswith(layer + ".") for layer in new_layers)]
+    saved_depth = {}
+    for match in filter(None, map(LAYER_KEY.match, saved)):
+        saved_depth[match["stack"]] = max(saved_depth.get(match["stack"], -1), int(match["index"]))
+    below = [layer for layer in new_layers
+             if int(layer.rsplit(".", 1)[1]) <= saved_depth.get(layer.rsplit(".", 1)[0], -1)]
+    if problems or not_layers or below:
+        first = (problems or not_layers or below)[0]
+        raise InputError(f"{folder}: its backbone does not fit this model ({first} differs); --init needs the "
+                         "same --backbone shape, or a preset that only adds layers on top of it")
+    with torch.no_grad():
+        backbone.load_state_dict(saved, strict=False)
+        modules = dict(backbone.named_modules())
+        for layer in new_layers:
+            for name, module in modules.items():
+                if name.startswith(layer + ".") and name.rsplit(".", 1)[-1] in RESIDUAL_OUTPUTS:
+                    module.weight.zero_()
+                    if module.bias is not None:
+                        module.bias.zero_()
+    return new_layers
 
 
 def read_description(folder: str | Path) -> dict:
