@@ -14,7 +14,7 @@ from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import AudioCache, Batch, BucketBatchSampler, collate, length_filter
+from framestamp.training.batches import AudioCache, Batch, BucketBatchSampler, balance_tasks, collate, length_filter
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -170,6 +170,30 @@ def test_length_filter_splits_cleanly(manifest):
     with pytest.raises(InputError, match="below"):
         length_filter(examples, min_seconds=8, max_seconds=4)
 
+
+
+def test_balance_tasks_tempers_the_mix_and_keeps_the_size():
+    counts = {"word": 900, "speaker": 100, "event": 25}
+    prompts = {"word": {"word": "la", "occurrence": 1}, "speaker": {"occurrence": 1},
+               "event": {"event": "tone", "occurrence": 1}}
+    examples = [Example(id=f"{task}/{i}", task=task, prompt=prompts[task], times=(0.5,), duration=2.0,
+                        audio=f"{task}{i}.wav") for task, count in counts.items() for i in range(count)]
+    assert balance_tasks(examples, 1.0) == sorted(examples, key=lambda e: e.task)  # the manifest's mix
+    for power in (0.0, 0.5):
+        balanced = balance_tasks(examples, power, seed=3)
+        assert len(balanced) == pytest.approx(len(examples), abs=len(counts))
+        total = sum(count ** power for count in counts.values())
+        for task, count in counts.items():
+            taken = [e for e in balanced if e.task == task]
+            assert len(taken) == pytest.approx(len(examples) * count ** power / total, abs=1)
+            if len(taken) >= count:  # up-sampled: every example at least once, none more than once extra
+                assert {e.id for e in taken} == {e.id for e in examples if e.task == task}
+                assert max(taken.count(e) for e in taken) - min(taken.count(e) for e in taken) <= 1
+            else:  # down-sampled: distinct examples
+                assert len({e.id for e in taken}) == len(taken)
+        assert balance_tasks(examples, power, seed=3) == balanced and balance_tasks(examples, power, seed=4) != balanced
+    with pytest.raises(InputError, match="between 0"):
+        balance_tasks(examples, 1.5)
 
 def fake_examples(count: int, seed: int = 0) -> list[Example]:
     durations = np.random.default_rng(seed).uniform(1, 12, count).round(2)

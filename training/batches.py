@@ -109,6 +109,29 @@ def length_filter(examples: Iterable[Example], min_seconds: float | None = None,
     ]
 
 
+
+def balance_tasks(examples: Sequence[Example], power: float, seed: int = 0) -> list[Example]:
+    """The same number of examples with each task's share proportional to ``count ** power``: 1 keeps
+    the manifest's mix, 0 gives every task an equal share, 0.5 is between (as multilingual models
+    temper their languages). A task is repeated whole as often as it fits, then topped up with a
+    seeded draw without replacement, so the result is deterministic and uses every example it can.
+    """
+    if not 0.0 <= power <= 1.0:
+        raise InputError(f"--task-balance must be between 0 (equal shares) and 1 (the manifest's mix), got {power}")
+    by_task: dict[str, list[Example]] = {}
+    for example in examples:
+        by_task.setdefault(example.task, []).append(example)
+    weights = {task: len(items) ** power for task, items in by_task.items()}
+    total = sum(weights.values())
+    rng = np.random.default_rng([seed, 7])
+    balanced = []
+    for task in sorted(by_task):
+        items = by_task[task]
+        wanted = round(len(examples) * weights[task] / total)
+        whole, rest = divmod(wanted, len(items))
+        balanced += items * whole + [items[i] for i in sorted(rng.choice(len(items), rest, replace=False))]
+    return balanced
+
 @dataclass
 class Batch:
     """A padded batch. B examples, T prompt tokens, L mel frames, F audio frames, N event slots."""

@@ -71,6 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--synth-seed", type=int, default=0)
     data.add_argument("--min-seconds", type=float, help="train only on clips longer than this")
     data.add_argument("--max-seconds", type=float, help="train only on clips up to this long (e.g. 4 for an OOD study)")
+    data.add_argument("--task-balance", type=float, default=1.0, metavar="POWER",
+                      help="give each task a share of training examples proportional to its count ** POWER: 1 "
+                      "(default) keeps the manifest's mix, 0 gives every task an equal share, 0.5 tempers it")
     data.add_argument("--eval-min-seconds", type=float, help="evaluate only clips longer than this")
     data.add_argument("--eval-max-seconds", type=float, help="evaluate only clips up to this long")
     data.add_argument("--eval-limit", type=int, default=400, help="examples scored at each evaluation (default 400)")
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import AudioCache, collate, length_filter
+    from framestamp.training.batches import AudioCache, balance_tasks, collate, length_filter
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
@@ -168,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     train_examples = length_filter(every_train_example, args.min_seconds, args.max_seconds)
     if not train_examples:
         raise InputError(f"{args.train}: no training examples left after the length filter")
+    if args.task_balance != 1.0:
+        train_examples = balance_tasks(train_examples, args.task_balance, seed=args.seed)
     eval_examples = []
     if args.eval:
         eval_examples = length_filter(read_manifest(args.eval), args.eval_min_seconds, args.eval_max_seconds)
@@ -207,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed, rank=rank, world_size=world_size)
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
-                "length_filter": [args.min_seconds, args.max_seconds], "config": config.to_dict(),
+                "length_filter": [args.min_seconds, args.max_seconds], "task_balance": args.task_balance,
+                "config": config.to_dict(),
                 "aids": model.aids.to_json(), "init": started_from,
                 # What the model was asked about: the runtime refuses an event label it never saw, and
                 # warns about words it never heard asked about and audio longer than any it trained on.
