@@ -23,6 +23,7 @@ BENCHMARKS = {
     "serve-load": ("framestamp.benchmarks.serve_load", "64 concurrent clients against `framestamp serve`: p50/p99, throughput, batching on/off"),
     "corpus": ("framestamp.benchmarks.corpus_scaling", "`framestamp locate-corpus` on Ray: 1 vs 2 actors, a killed job run again"),
     "peers": ("framestamp.benchmarks.peers", "framestamp beside pocketsphinx forced alignment, per task and speech engine"),
+    "word-errors": ("framestamp.benchmarks.word_errors", "where word answers go wrong: other occurrence, other word, no word; by position"),
 }
 
 
