@@ -21,7 +21,6 @@ and MAD for both systems on exactly the same questions.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -182,7 +181,7 @@ def markdown(table: dict, command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from framestamp.data.manifest import read_manifest
-    from framestamp.runtime.files import atomic_path
+    from framestamp.benchmarks import write_report
 
     parser = argparse.ArgumentParser(prog="framestamp bench peers", description=__doc__.strip().splitlines()[0])
     parser.add_argument("manifest", type=Path, help="JSONL manifest with transcript lines (framestamp synth writes them)")
@@ -210,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(table, command)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.out / "peers.json") as path:
-            path.write_text(json.dumps({"command": command, "model": str(model_path), "tasks": table}, indent=2))
-        with atomic_path(args.out / "peers.md") as path:
-            path.write_text(text)
+        write_report(args.out, "peers", text, {"command": command, "model": str(model_path), "tasks": table})
     return 0
 
 

@@ -11,7 +11,6 @@ at its start only through the encoder's chunk-local attention and the head's loo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -84,27 +83,6 @@ def word_questions(manifest: Path, limit: int | None):
     return every, questions, list(range(0, len(every), step))
 
 
-def predict_starts(model_folder: Path, manifest: Path, examples, batch_size: int = 8) -> list[float | None]:
-    import torch
-    from tqdm import tqdm
-
-    from framestamp.runtime.features import FeatureSettings
-    from framestamp.training.batches import AudioCache, collate
-    from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import predict
-
-    model, description = load_checkpoint(model_folder)
-    model.eval()
-    features = AudioCache(manifest.parent, FeatureSettings.from_json(description["features"]))
-    answers = []
-    with torch.no_grad():
-        for i in tqdm(range(0, len(examples), batch_size), desc="word questions", unit="batch"):
-            batch = collate(examples[i:i + batch_size], features, model.prompt_ids, model.pad_id)
-            answers += [None if t is None or not len(t) else float(t[0])
-                        for t in predict(model, batch, description["head"]["objective"])]
-    return answers
-
-
 def markdown(result: dict, command: str) -> str:
     total = result["questions"]
     lines = ["# Where word answers go wrong", "", f"Reproduce: `{command}`", "",
@@ -119,32 +97,30 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from framestamp.runtime.files import atomic_path
+    from framestamp.benchmarks import write_report
+    from framestamp.benchmarks.peers import framestamp_answers
 
     parser = argparse.ArgumentParser(prog="framestamp bench word-errors", description=__doc__.strip().splitlines()[0])
     parser.add_argument("manifest", type=Path, help="a manifest whose clips have a word question for every word")
     parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "framestamp" / "models" / "omni-tiny-synth",
-                        help="a checkpoint folder (default: the shipped model)")
+                        help="a checkpoint or exported artifact folder (default: the shipped model)")
     parser.add_argument("--limit", type=int, help="score every n-th question so about this many are scored")
     parser.add_argument("--out", type=Path, help="folder for word-errors.md and word-errors.json")
     args = parser.parse_args(argv)
     if not args.manifest.is_file():
         raise InputError(f"{args.manifest}: no such manifest")
     examples, questions, chosen = word_questions(args.manifest, args.limit)
-    answers = predict_starts(args.model, args.manifest, [examples[i] for i in chosen])
+    answers = framestamp_answers(args.model, [examples[i] for i in chosen], args.manifest.parent)
     every_answer: list[float | None] = [None] * len(questions)
-    for i, answer in zip(chosen, answers):
-        every_answer[i] = answer
+    for i in chosen:
+        times = answers[examples[i].id]
+        every_answer[i] = float(times[0]) if len(times) else None
     result = classify(questions, every_answer, scored=chosen)  # every question gives its clip's word starts
     command = "framestamp bench word-errors " + " ".join(argv if argv is not None else sys.argv[3:])
     text = markdown(result, command)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.out / "word-errors.md") as path:
-            path.write_text(text)
-        with atomic_path(args.out / "word-errors.json") as path:
-            path.write_text(json.dumps({"command": command, "model": str(args.model), **result}, indent=2) + "\n")
+        write_report(args.out, "word-errors", text, {"command": command, "model": str(args.model), **result})
     return 0
 
 
