@@ -14,7 +14,8 @@ from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import AudioCache, Batch, BucketBatchSampler, balance_tasks, collate, length_filter
+from framestamp.training.batches import (AudioCache, Batch, BucketBatchSampler, MergedBatches, balance_tasks, collate,
+                                         length_filter)
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -261,3 +262,27 @@ def test_works_as_a_dataloader_batch_sampler(manifest):
     batches = list(loader)
     assert len(batches) == len(sampler)
     assert sorted(example.id for batch in batches for example in batch.examples) == sorted(e.id for e in examples)
+
+
+def test_merged_batches_pick_one_ratio_per_batch_the_same_every_time(manifest):
+    folder, examples = manifest
+    plain = partial(collate, features=AudioCache(folder), prompt_ids=prompt_ids_stub, pad_id=PAD)
+    merged = MergedBatches(plain, [0, 0.4], seed=5)
+    groups = [examples[start:start + 3] for start in range(0, len(examples) - 2)]
+    picks = [merged.merging_for(group) for group in groups]
+    assert picks == [merged.merging_for(group) for group in groups]  # no state: a resumed run picks the same
+    assert {None if pick is None else pick.ratio for pick in picks} == {None, 0.4}  # both ratios get used
+    for group, pick in zip(groups, picks):
+        batch, reference = merged(group), plain(group)
+        if pick is None:
+            assert batch.merging is None and torch.equal(batch.input_ids, reference.input_ids)
+            continue
+        assert batch.merging.ratio == 0.4
+        # The prompts hold the merged token count's placeholders; audio, times and masks are the plain batch's.
+        tokens = [pick.tokens(int(frames)) for frames in reference.num_audio_frames]
+        assert (batch.input_ids == AUDIO).sum(1).tolist() == tokens
+        assert all(count < int(frames) for count, frames in zip(tokens, reference.num_audio_frames) if frames >= 5)
+        assert torch.equal(batch.mel, reference.mel) and torch.equal(batch.event_times, reference.event_times)
+        assert torch.equal(batch.frame_mask, reference.frame_mask)
+    with pytest.raises(InputError, match="at least one ratio"):
+        MergedBatches(plain, [])

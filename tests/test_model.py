@@ -12,7 +12,8 @@ from framestamp.runtime import InputError
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.prompts import AUDIO_TOKEN, answer_text, parse_answer, prompt_ids, render_prompt
 from framestamp.training.checkpoint import build_model, load_checkpoint, save_checkpoint
-from framestamp.training.model import HeadConfig
+from framestamp.training.losses import poisson_nll
+from framestamp.training.model import HeadConfig, Merging
 from framestamp.training.tokenizer import build_preset_tokenizer, preset_tokenizer
 
 QUESTIONS = [
@@ -26,10 +27,12 @@ def example(task, prompt, times):
     return types.SimpleNamespace(task=task, prompt=prompt, times=times, question=render_prompt(task, prompt))
 
 
-def make_batch(model, mel, mel_lengths, questions):
-    """A right-padded batch built by hand (independent of the training collation)."""
+def make_batch(model, mel, mel_lengths, questions, audio_tokens=None):
+    """A right-padded batch built by hand (independent of the training collation); ``audio_tokens``
+    (frames -> placeholders) for merged audio."""
     frames = audio_frames_for_mel(mel_lengths)
-    rows = [model.prompt_ids(example(*q), int(f)) for q, f in zip(questions, frames)]
+    rows = [model.prompt_ids(example(*q), int(f) if audio_tokens is None else audio_tokens(int(f)))
+            for q, f in zip(questions, frames)]
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), model.pad_id)
     attention_mask = torch.zeros(len(rows), width, dtype=torch.long)
@@ -112,6 +115,27 @@ def test_training_loss_has_gradient_for_the_head_and_backbone(objective):
     assert torch.isfinite(loss)
     assert model.head.projection.weight.grad.abs().sum() > 0
     assert model.backbone.model.audio_tower.conv1.weight.grad.abs().sum() > 0
+
+
+def test_merge_aware_training_scores_what_merged_evaluation_scores():
+    """A merged batch's training loss is the Poisson NLL of the merged evaluation path's per-frame scores."""
+    model = build_model("omni-tiny", HeadConfig(lookahead=1), seed=3)
+    merging = Merging(0.4)
+    mel, lengths = torch.randn(2, 128, 400), torch.tensor([400, 330])
+    batch = make_batch(model, mel, lengths, QUESTIONS[:2], audio_tokens=merging.tokens)
+    batch.merging = merging
+    loss, metrics = model.training_loss(batch)
+    with torch.no_grad():
+        output = model.run_batch(batch, merging)
+    per_example = poisson_nll(output.scores[..., 0], batch.event_times, batch.event_mask, output.frame_mask,
+                              reduction="none")
+    expected = (per_example / batch.event_mask.sum(-1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert output.frame_mask.sum(1).tolist() == audio_frames_for_mel(lengths).tolist()  # every 40 ms frame scored
+    unmerged = make_batch(model, mel, lengths, QUESTIONS[:2])
+    assert abs(model.training_loss(unmerged)[0].item() - loss.item()) > 1e-4  # the decoder heard fewer tokens
+    loss.backward()
+    assert model.backbone.model.audio_tower.conv1.weight.grad.abs().sum() > 0  # gradients flow through the means
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):

@@ -92,3 +92,17 @@ def test_manifest_batches_resume_on_the_next_batch_and_shard_by_rank():
     ranks = [ManifestBatches(examples, 4, collate=list, seed=3, rank=r, world_size=2) for r in (0, 1)]
     epoch = [take(source, 2) for source in ranks]  # 5 batches -> 2 each, the odd one dropped
     assert {e for batch in epoch[0] for e in batch}.isdisjoint({e for batch in epoch[1] for e in batch})
+
+
+def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, capsys):
+    from framestamp.cli import main
+
+    out = tmp_path / "merged"
+    command = train_command(out, manifest, steps=10)[3:] + ["--merge-train", "0,0.5"]
+    assert main(command) == 0
+    losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "train"]
+    assert losses and np.isfinite(losses).all()
+    _, description = load_checkpoint(out / "model")
+    assert description["training"]["merge_train"] == [0.0, 0.5]
+    assert main(train_command(tmp_path / "bad", manifest, steps=4)[3:] + ["--merge-train", "0,1.2"]) != 0
+    assert "in [0, 1)" in capsys.readouterr().err

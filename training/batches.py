@@ -149,6 +149,7 @@ class Batch:
     event_ends: torch.Tensor | None = None  # (B, N) float64 where the example has ends, 0 elsewhere; None if none has
     ends_mask: torch.Tensor | None = None  # (B, N) bool: event_mask on the examples with ends
     frame_labels: torch.Tensor | None = None  # (B, kinds, F) long per-frame labels, training aids only (aids.py)
+    merging: object | None = None  # a model.Merging: the prompts hold merged placeholders (merge-aware training)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {
@@ -367,3 +368,32 @@ class BucketBatchSampler(torch.utils.data.Sampler):
                 f"sampler state has epoch={epoch!r}, index={index!r}; expected epoch >= 0 and 0 <= index <= {len(self)}"
             )
         self.epoch, self.index = epoch, index
+
+
+class MergedBatches:
+    """A collate that merges some batches' audio tokens, for merge-aware training (``--merge-train``).
+
+    Each batch gets one ratio from ``ratios``, picked from a hash of its examples' ids and ``seed``:
+    the same batch gets the same ratio on every run and after a resume, with no state to save.
+    Ratio 0 gives the plain batch; otherwise the prompts hold ``merging.tokens(frames)`` audio
+    placeholders and ``batch.merging`` tells the model to merge its audio embeddings to fit them.
+    """
+
+    def __init__(self, collate: Callable, ratios: Sequence[float], seed: int = 0, kind: str = "local"):
+        from framestamp.training.model import Merging
+
+        if not ratios:
+            raise InputError("merge-aware training needs at least one ratio")
+        self.collate, self.seed = collate, seed
+        self.mergings = [None if ratio == 0 else Merging(float(ratio), kind) for ratio in ratios]
+
+    def merging_for(self, examples: Sequence[Example]):
+        key = f"{self.seed}|" + "|".join(example.id for example in examples)
+        pick = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % len(self.mergings)
+        return self.mergings[pick]
+
+    def __call__(self, examples: Sequence[Example]) -> Batch:
+        merging = self.merging_for(examples)
+        if merging is None:
+            return self.collate(examples)
+        return replace(self.collate(examples, audio_tokens=merging.tokens), merging=merging)

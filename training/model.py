@@ -267,7 +267,18 @@ class FrameStampModel(nn.Module):
     def training_loss(self, batch):
         """The objective's loss for one batch and a few numbers to log."""
         audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
-        output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
+        merging = getattr(batch, "merging", None)
+        if merging is None:
+            output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
+        else:  # merge-aware training: the decoder hears merged tokens, the head still scores every 40 ms frame
+            if merging.head != "frames":
+                raise InputError("merge-aware training scores every 40 ms frame: use head places 'frames'")
+            if self.aids.word_identity > 0 and self.aids.word_identity_at == "decoder":
+                raise InputError("the word-identity aid at the decoder reads one state per frame: with merge-aware "
+                                 "training put it at the audio (--word-identity-at audio)")
+            merged, token_counts, positions, frame_tokens, _ = merge_audio(audio, frame_counts, merging)
+            output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, merged, token_counts,
+                                       positions, frame_tokens)
         config = self.head_config
         frames = output.scores.shape[1]
         frame_mask = output.frame_mask

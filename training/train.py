@@ -103,6 +103,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     aids.add_argument("--end", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of the Poisson NLL of where the asked thing ends (the manifest's ends) on the "
                       "head's end channel, which then gives interval ends (needs --channels onset,...,end)")
+    aids.add_argument("--merge-train", metavar="RATIOS",
+                      help="merge-aware training: each batch's audio tokens are merged as `--merge` does at one of "
+                      "these ratios, picked per batch (e.g. 0,0.2,0.4,0.6; 0 keeps a batch unmerged), so the model "
+                      "learns to time from merged tokens; the exported model is unchanged and runs merged or not")
     aids.add_argument("--word-identity-at", choices=("audio", "decoder"), default="audio",
                       help="where that loss reads: the encoder's audio embeddings (default) or the decoder's "
                       "final states at the audio frames")
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import AudioCache, balance_tasks, collate, length_filter
+    from framestamp.training.batches import AudioCache, MergedBatches, balance_tasks, collate, length_filter
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
@@ -206,13 +210,16 @@ def run(args: argparse.Namespace) -> int:
     settings = DEFAULT_SETTINGS
     features = AudioCache(args.train.parent, settings)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    batches = ManifestBatches(train_examples, args.batch_size,
-                              partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
-                                      frame_labels=frame_labels),
-                              seed=args.seed, rank=rank, world_size=world_size)
+    collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
+                            frame_labels=frame_labels)
+    if args.merge_train:
+        collate_batch = MergedBatches(collate_batch, merge_ratios(args.merge_train), seed=args.seed)
+    batches = ManifestBatches(train_examples, args.batch_size, collate_batch, seed=args.seed, rank=rank,
+                              world_size=world_size)
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
                 "length_filter": [args.min_seconds, args.max_seconds], "task_balance": args.task_balance,
+                "merge_train": merge_ratios(args.merge_train) if args.merge_train else None,
                 "config": config.to_dict(),
                 "aids": model.aids.to_json(), "init": started_from,
                 # What the model was asked about: the runtime refuses an event label it never saw, and
@@ -245,6 +252,17 @@ def run(args: argparse.Namespace) -> int:
         if final_metrics:
             print(json.dumps(final_metrics, indent=2))
     return 0
+
+
+def merge_ratios(text: str) -> list[float]:
+    """"0,0.2,0.4" -> [0.0, 0.2, 0.4]: shares of audio tokens merged away, each in [0, 1)."""
+    try:
+        ratios = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"--merge-train takes comma-separated ratios such as 0,0.2,0.4; got {text!r}") from None
+    if not all(0 <= ratio < 1 for ratio in ratios):
+        raise InputError(f"--merge-train ratios are shares of audio tokens merged away, in [0, 1); got {text!r}")
+    return ratios
 
 
 def trained_vocabulary(examples) -> list[str]:
