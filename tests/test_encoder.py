@@ -142,11 +142,12 @@ def test_onnx_export_matches_pytorch_at_other_shapes(tmp_path):
 
 # --- backbone presets and loader -------------------------------------------------------------------
 
-BUILDABLE_PRESETS = ["omni-tiny", "omni-tiny-deep", "omni-small", "qwen2-audio-tiny"]
+BUILDABLE_PRESETS = ["omni-tiny", "omni-tiny-deep", "omni-tiny-deep-encoder", "omni-small", "qwen2-audio-tiny"]
 
 
 def test_presets_are_the_documented_set():
-    assert set(preset_names()) == {"omni-tiny", "omni-tiny-deep", "omni-small", "omni-3b", "omni-7b", "qwen2-audio-tiny"}
+    assert set(preset_names()) == {"omni-tiny", "omni-tiny-deep", "omni-tiny-deep-encoder", "omni-small", "omni-3b", "omni-7b",
+                                   "qwen2-audio-tiny"}
     for name in preset_names():
         preset = read_preset(name)
         assert preset["name"] == name and preset["sources"] and preset["description"]
@@ -228,7 +229,7 @@ def test_full_omni_checkpoint_loads_only_the_thinker(tmp_path):
 
 
 def test_errors_name_the_problem_and_the_way_out(tmp_path):
-    with pytest.raises(InputError, match="presets: omni-3b, omni-7b, omni-small, omni-tiny, omni-tiny-deep, qwen2-audio-tiny"):
+    with pytest.raises(InputError, match="presets: omni-3b, omni-7b, omni-small, omni-tiny, omni-tiny-deep, omni-tiny-deep-encoder, qwen2-audio-tiny"):
         load_backbone("omni-huge")
     with pytest.raises(InputError, match="hf download Qwen/Qwen2.5-Omni-3B"):
         load_backbone("Qwen/Qwen2.5-Omni-3B")

@@ -186,16 +186,23 @@ def test_init_from_takes_the_backbone_and_shared_head_channels_of_a_checkpoint(t
         init_from(build_model("omni-tiny", HeadConfig(lookahead=3)), tmp_path / "ckpt")
 
 
-def test_init_from_grows_a_deeper_preset_that_first_computes_what_the_checkpoint_did(tmp_path):
+GROWN = {"omni-tiny-deep": ("model.language_model.layers", "mlp.down_proj", "mlp.up_proj"),
+         "omni-tiny-deep-encoder": ("model.audio_tower.layers", "fc2", "fc1")}
+
+
+@pytest.mark.parametrize("preset", sorted(GROWN))
+def test_init_from_grows_a_deeper_preset_that_first_computes_what_the_checkpoint_did(tmp_path, preset):
     from framestamp.training.checkpoint import init_from
+
+    stack, zeroed, kept = GROWN[preset]
 
     trained = build_model("omni-tiny", HeadConfig(lookahead=1), seed=3)
     with torch.no_grad():  # a trained-looking head: random weights, so the scores vary frame to frame
         trained.head.projection.weight.normal_()
     save_checkpoint(trained, tmp_path / "ckpt", features={})
-    deeper = build_model("omni-tiny-deep", HeadConfig(lookahead=1), seed=4)
+    deeper = build_model(preset, HeadConfig(lookahead=1), seed=4)
     taken = init_from(deeper, tmp_path / "ckpt")
-    assert taken["grown_layers"] == ["model.language_model.layers.3", "model.language_model.layers.4"]
+    assert taken["grown_layers"] == [f"{stack}.3", f"{stack}.4"]
     mel = torch.randn(2, 128, 300)
     batch = make_batch(trained, mel, torch.tensor([300, 220]), QUESTIONS[:2])
     trained.eval(), deeper.eval()
@@ -204,11 +211,11 @@ def test_init_from_grows_a_deeper_preset_that_first_computes_what_the_checkpoint
     assert before.std() > 0.1
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
     # identity through zeroed output projections only: the layers' other weights are random, so they learn
-    layer = dict(deeper.backbone.named_modules())["model.language_model.layers.4"]
-    assert layer.mlp.down_proj.weight.abs().max() == 0 and layer.mlp.up_proj.weight.abs().max() > 0
+    modules = dict(deeper.backbone.named_modules())
+    assert modules[f"{stack}.4.{zeroed}"].weight.abs().max() == 0 and modules[f"{stack}.4.{kept}"].weight.abs().max() > 0
     # shallower than the checkpoint, or another width: refused, naming what differs
     save_checkpoint(deeper, tmp_path / "deep", features={})
-    with pytest.raises(InputError, match="language_model.layers.3"):
+    with pytest.raises(InputError, match=f"{stack}.3"):
         init_from(build_model("omni-tiny", HeadConfig(lookahead=1)), tmp_path / "deep")
     with pytest.raises(InputError, match="same --backbone shape"):
         init_from(build_model("qwen2-audio-tiny", HeadConfig(lookahead=1)), tmp_path / "ckpt")
