@@ -184,8 +184,14 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
     events at a time (the rest recomputed from saved totals), so memory grows as
     sqrt(count) x frames: a 46 MB peak for 500 events over 100k frames.
 
+    Per-event tracks: ``log_intensity`` of shape (count, frames) scores event i on row i, and the MAP
+    maximizes sum_i log lambda_i(f_i). That decodes the k-th occurrence of something together with
+    occurrences 1..k-1 asked of the same audio (row j the answer to "the (j+1)-th"): the k-th cannot
+    land on or before an earlier one's frame. A frame is usable where every row is.
+
     Args:
-        log_intensity: (frames,) log-rate per frame (or any monotone per-frame score).
+        log_intensity: (frames,) log-rate per frame (or any monotone per-frame score), or (count, frames)
+            one row per event.
         count: number of events n >= 1; at most the number of usable frames.
         frame_seconds: seconds per frame (width 1).
         mask: optional (frames,) bool, False for padding; masked frames (and -inf) are never chosen.
@@ -201,12 +207,23 @@ def ordered_map(log_intensity, count: int, frame_seconds: float = FRAME_SECONDS,
     if isinstance(min_separation, bool) or not isinstance(min_separation, (int, np.integer)) or min_separation < 1:
         raise InputError(f"min_separation must be an integer >= 1 (frames between events), got {min_separation!r}")
     merged = widths is not None
-    log_intensity, valid, widths, left_edges, _ = _log_masses(log_intensity, mask, widths)
+    tracks = np.asarray(log_intensity, dtype=np.float64)
+    if tracks.ndim == 2:
+        if tracks.shape[0] != count:
+            raise InputError(f"per-event log_intensity has {tracks.shape[0]} rows for {count} events: give one row "
+                             "per event, shape (count, frames)")
+        rows = [_log_masses(row, mask, widths) for row in tracks]
+        log_intensity = np.stack([row[0] for row in rows])
+        valid, widths, left_edges = np.logical_and.reduce([row[1] for row in rows]), rows[0][2], rows[0][3]
+        if not valid.any():
+            raise InputError("no frame is usable by every event's row: all are masked or -inf in some row")
+    else:
+        log_intensity, valid, widths, left_edges, _ = _log_masses(tracks, mask, widths)
     if merged:
         if not np.array_equal(widths, np.round(widths)):
             raise InputError("ordered_map takes whole-frame widths (merged 40 ms frames)")
         grid_widths = widths.astype(np.int64)
-        log_intensity, valid = np.repeat(log_intensity, grid_widths), np.repeat(valid, grid_widths)
+        log_intensity, valid = np.repeat(log_intensity, grid_widths, axis=-1), np.repeat(valid, grid_widths)
     usable = np.flatnonzero(valid)
     if count > usable.size:
         raise InputError(f"asked for {count} events but only {usable.size} of {valid.size} frames can hold one "
@@ -267,38 +284,41 @@ def _fits(usable: np.ndarray, count: int, separation: int) -> bool:
 
 
 def _best_separated_frames(score: np.ndarray, count: int, separation: int) -> np.ndarray:
-    """Frame indices f_1 < ... < f_n, ``separation`` apart, maximizing sum score[f_i] (earliest on ties).
+    """Frame indices f_1 < ... < f_n, ``separation`` apart, maximizing sum score[f_i] (earliest on ties);
+    ``score`` (frames,) for every event, or (count, frames) with event i scored on row i.
 
     ``total[k]`` is the best score of events i..n with event i at frame k, computed for i = n down
     to 1; ``pointers[i][k]`` is where event i+1 then goes. Pointer rows for a block of events are
     held at once; the totals entering each block are saved, and a block's pointers are recomputed
     from them on the way forward (the last block computed is the first one needed: kept).
     """
-    frames = score.size
+    frames = score.shape[-1]
+    score = np.broadcast_to(score, (count, frames))  # a view: one row per event
     block = max(_CHUNK_ELEMENTS // frames, math.isqrt(2 * count) + 1)  # pointer rows held at once
     ends = list(range(count - 1, 0, -block))  # pointer rows [max(0, end - block), end) per block
     entering, pointers = [], None
-    total = score
+    total = score[count - 1]
     for end in ends:
         entering.append(total)
-        total, pointers = _earlier_events(total, score, separation, end - max(0, end - block))
+        total, pointers = _earlier_events(total, score[max(0, end - block):end], separation)
     chosen = np.empty(count, dtype=np.int64)
     chosen[0] = np.argmax(total)  # the first maximum: the earliest first frame
     for end, later in reversed(list(zip(ends, entering))):
         start = max(0, end - block)
         if pointers is None:
-            _, pointers = _earlier_events(later, score, separation, end - start)
+            _, pointers = _earlier_events(later, score[start:end], separation)
         for row in range(start, end):
             chosen[row + 1] = pointers[row - start, chosen[row]]
         pointers = None
     return chosen
 
 
-def _earlier_events(total: np.ndarray, score: np.ndarray, separation: int, rows: int):
-    """``rows`` steps of the recursion  total_i[k] = score[k] + max_{j >= k + separation} total_{i+1}[j],
-    from the latest event to the earliest. Returns the earliest event's totals and the (rows, frames)
-    int32 back-pointers, row r for the r-th event of the block: the first best j for each k."""
-    frames = score.size
+def _earlier_events(total: np.ndarray, scores: np.ndarray, separation: int):
+    """One step per row of ``scores`` (rows, frames) of the recursion  total_i[k] = scores_i[k] +
+    max_{j >= k + separation} total_{i+1}[j], from the latest event to the earliest. Returns the
+    earliest event's totals and the (rows, frames) int32 back-pointers, row r for the r-th event of
+    the block: the first best j for each k."""
+    rows, frames = scores.shape
     index = np.arange(frames)
     pointers = np.zeros((rows, frames), dtype=np.int32)
     for row in reversed(range(rows)):
@@ -308,7 +328,7 @@ def _earlier_events(total: np.ndarray, score: np.ndarray, separation: int, rows:
         where_best = np.minimum.accumulate(np.where(starts_best, index, frames)[::-1])[::-1]
         reach = max(0, frames - separation)
         earlier = np.full(frames, -np.inf)
-        earlier[:reach] = score[:reach] + best_after[separation:]
+        earlier[:reach] = scores[row, :reach] + best_after[separation:]
         pointers[row, :reach] = where_best[separation:]
         total = earlier
     return total, pointers

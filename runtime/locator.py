@@ -22,7 +22,8 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import check_decoding, decode_events, ended_tasks, event_confidence, interval_ends_for
+from framestamp.runtime.decoding import (check_decoding, decode_events, ended_tasks, event_confidence, interval_ends_for,
+                                        ordered_map)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -223,8 +224,11 @@ class Locator:
     def run(self, queries: Sequence[Query]) -> list[Timestamps]:
         """Answer ``queries`` in batches of ``batch_size`` (one forward pass each); results in input order.
 
-        A k-th occurrence question also asks for occurrences 1..k-1 in the same passes (``count_check``):
-        their answers are only used to warn when the k-th lands on an earlier one.
+        A k-th occurrence question also asks for occurrences 1..k-1 in the same passes (``count_check``).
+        With ordered decoding (the default) the k-th is decoded jointly with them: the most probable
+        frames f_1 < ... < f_k, each scored on its own question's track (``ordered_map`` with a row per
+        event), so it cannot land on or before an earlier occurrence. Their own answers warn when the
+        k-th lands where an earlier question answered.
         """
         if isinstance(queries, (Query, str, bytes)) or not isinstance(queries, Sequence):
             raise InputError(f"run() takes a list of Query objects, e.g. run([query]); got {type(queries).__name__}")
@@ -237,15 +241,20 @@ class Locator:
         asked = [self._prepare(query) for query in queries]
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
         everything = asked + [one for group in earlier for one in group]
-        answers: list[tuple[Timestamps, float] | None] = [None] * len(everything)
+        scores: list[np.ndarray | None] = [None] * len(everything)
         for chunk in self._batches(everything):
-            for index, answer in zip(chunk, self._forward([everything[i] for i in chunk])):
-                answers[index] = answer
+            for index, rows in zip(chunk, self._forward([everything[i] for i in chunk])):
+                scores[index] = rows
         results, position = [], len(asked)
         for index, (one, group) in enumerate(zip(asked, earlier)):
-            before = {other.occurrence: answers[position + i][0].times[0] for i, other in enumerate(group)}
+            earlier_rows = scores[position:position + len(group)]
+            before = {other.occurrence: self._answer(other, rows)[0].times[0] for other, rows in zip(group, earlier_rows)}
             position += len(group)
-            results.append(self._with_warnings(one, *answers[index], before))
+            alone, peak = self._answer(one, scores[index])
+            answer = alone
+            if group and len(group) == one.occurrence - 1:  # all of 1..k-1 were asked: decode the k-th with them
+                answer = self._answer(one, scores[index], earlier_rows)[0]
+            results.append(self._with_warnings(one, answer, peak, before, alone.times[0]))
         return results
 
     # ------------------------------------------------------------------------------ long recordings
@@ -387,7 +396,10 @@ class Locator:
                                  query=replace(one.query, with_intensity=False)))
         return group
 
-    def _with_warnings(self, one: "_Asked", answer: Timestamps, peak_score: float, earlier: dict[int, float]) -> Timestamps:
+    def _with_warnings(self, one: "_Asked", answer: Timestamps, peak_score: float, earlier: dict[int, float],
+                       alone: float | None = None) -> Timestamps:
+        """``answer`` with its caveats; ``alone``: where the k-th question's own track puts it (decoded
+        without the earlier occurrences), checked against ``earlier``, their own answers."""
         task, fields = one.query.task, one.fields
         warnings = [caveats.longer_than_trained(one.seconds, self.max_trained_seconds)]
         if task == "word":
@@ -397,7 +409,8 @@ class Locator:
         if earlier:
             thing = {"word": f"{fields.get('word')!r}", "event": f"{fields.get('event')!r} event",
                      "speaker": "speaker"}[task]
-            warnings.append(caveats.occurrence_unsupported(task, thing, one.occurrence, answer.times[0], earlier))
+            warnings.append(caveats.occurrence_unsupported(task, thing, one.occurrence,
+                                                           answer.times[0] if alone is None else alone, earlier))
         if task in ("word", "event", "speaker"):
             thing = {"word": f"the word {fields.get('word')!r}", "event": f"the {fields.get('event')!r} event",
                      "speaker": f"a {ordinal(one.occurrence)} speaker"}[task]
@@ -523,8 +536,8 @@ class Locator:
     def _name(query: Query) -> str:
         return str(query.audio) if isinstance(query.audio, (str, Path)) else "audio array"
 
-    def _forward(self, asked: list["_Asked"]) -> list[tuple[Timestamps, float]]:
-        """One forward pass over ``asked``: each answer, and the peak of its head's scores."""
+    def _forward(self, asked: list["_Asked"]) -> list[np.ndarray]:
+        """One forward pass over ``asked``: each one's head scores, (frames, channels) float64."""
         mel_lengths = np.array([one.mel.shape[1] for one in asked], dtype=np.int64)
         batch = np.zeros((len(asked), asked[0].mel.shape[0], int(mel_lengths.max())), dtype=np.float32)
         for row, one in enumerate(asked):
@@ -532,23 +545,27 @@ class Locator:
         input_ids, attention_mask, audio_start = pad_prompts([one.ids for one in asked], self.pad_id)
         audio, frame_counts = self.graphs.encode(batch, mel_lengths)
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
-        scores = all_channels[..., 0]
-        results = []
-        for row, one in enumerate(asked):
-            frame_scores = scores[row, : int(frame_counts[row])].astype(np.float64)
+        return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
+
+    def _answer(self, one: "_Asked", rows: np.ndarray, earlier: Sequence[np.ndarray] = ()) -> tuple[Timestamps, float]:
+        """``one``'s answer from its head scores (frames, channels), and the peak of its onset track.
+        ``earlier``: the scores of occurrences 1..k-1 of a k-th occurrence question, decoded jointly."""
+        frame_scores = rows[:, 0]
+        if earlier and self.decoding == "ordered":
+            tracks = np.stack([previous[:, 0] for previous in earlier] + [frame_scores])
+            times = ordered_map(tracks, len(tracks), self.frame_seconds)[-1:]
+        else:
             times = decode_events(frame_scores, one.count, self.objective, self.decoding, self.frame_seconds)
-            confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
-            ends = ()
-            if one.query.task in self.ended_tasks:
-                found_ends = interval_ends_for(one.query.task, all_channels[row, : int(frame_counts[row])],
-                                               self.channels, times, self.frame_seconds)
-                ends = tuple(float(end) for end in found_ends)
-            answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
-                                duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
-                                confidence=tuple(float(c) for c in confidence), ends=ends,
-                                log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None)
-            results.append((answer, float(frame_scores.max())))
-        return results
+        confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
+        ends = ()
+        if one.query.task in self.ended_tasks:
+            ends = tuple(float(end) for end in interval_ends_for(one.query.task, rows, self.channels, times,
+                                                                 self.frame_seconds))
+        answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
+                            duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
+                            confidence=tuple(float(c) for c in confidence), ends=ends,
+                            log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None)
+        return answer, float(frame_scores.max())
 
 
 @dataclass(frozen=True)

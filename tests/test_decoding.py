@@ -275,6 +275,38 @@ def test_ordered_map_is_the_brute_force_maximiser(monkeypatch, chunk, whole_numb
     assert checked > 1000
 
 
+@pytest.mark.parametrize("chunk", [decoding._CHUNK_ELEMENTS, 1])
+def test_ordered_map_with_a_row_per_event_is_the_brute_force_maximiser(monkeypatch, chunk):
+    """Event i scored on row i (the k-th occurrence with the earlier ones): the best separated,
+    increasing tuple by sum_i rows[i][f_i], over every tuple; whole numbers, so ties are exact."""
+    monkeypatch.setattr(decoding, "_CHUNK_ELEMENTS", chunk)
+    rng = np.random.default_rng(21)
+    checked = 0
+    for _ in range(800):
+        frames, count, min_separation = int(rng.integers(1, 10)), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        rows = rng.integers(-3, 4, (count, frames)).astype(float)
+        rows[rng.random((count, frames)) < 0.05] = -np.inf
+        mask = rng.random(frames) < 0.85
+        usable = [k for k in range(frames) if mask[k] and (rows[:, k] > -np.inf).all()]
+        if not 1 <= count <= len(usable):
+            continue
+        for separation in range(min_separation, 0, -1):
+            tuples = [t for t in itertools.combinations(usable, count) if all(np.diff(t) >= separation)]
+            if tuples:
+                break
+        totals = [rows[np.arange(count), list(t)].sum() for t in tuples]
+        expected = tuples[int(np.argmax(totals))]  # the first best: lexicographic ties, as ordered_map
+        times = ordered_map(rows, count, FRAME, mask=mask, min_separation=min_separation)
+        np.testing.assert_array_equal(np.round(times / FRAME - 0.5).astype(int), expected)
+        checked += 1
+    assert checked > 400
+    # One row for every event is the shared track: the same answer as the 1-D call.
+    track = rng.normal(size=40)
+    np.testing.assert_array_equal(ordered_map(np.tile(track, (3, 1)), 3, FRAME), ordered_map(track, 3, FRAME))
+    with pytest.raises(InputError, match="one row per event"):
+        ordered_map(np.zeros((2, 10)), 3, FRAME)
+
+
 def test_ordered_map_with_widths_is_the_brute_force_maximiser_on_the_frame_grid():
     """Merged segments of whole frames: the best separated frames of the 40 ms grid each segment
     covers (brute force over every tuple of grid frames), placed inside their segments."""

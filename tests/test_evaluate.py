@@ -142,3 +142,31 @@ def test_scores_by_occurrence_partition_each_tasks_questions(clips):
         hits = sum(round(part.accuracy[0.04] * part.count) for part in rows.values())
         assert hits == round(scores.accuracy[0.04] * scores.count)
     assert "asked" in result.occurrence_table() and "occurrences" in result.as_dict()
+
+
+def test_ordered_decoding_answers_the_kth_occurrence_with_the_earlier_ones(clips):
+    """The k-th occurrence, decoded with occurrences 1..k-1 each asked alone (an independent
+    computation through single-example passes), is what evaluate scores; alone it would differ."""
+    from dataclasses import replace
+
+    folder, examples = clips
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1)).eval()
+    differ = 0
+    for example in [e for e in examples if e.task == "word"]:
+        asked = replace(example, prompt={**example.prompt, "occurrence": 3})
+        tracks = []
+        with torch.no_grad():
+            for k in (1, 2, 3):
+                alone = collate([replace(example, prompt={**example.prompt, "occurrence": k})], AudioCache(folder),
+                                model.prompt_ids, model.pad_id)
+                output = model.run_batch(alone)
+                tracks.append(output.scores[0, output.frame_mask[0], 0].double().numpy())
+        joint = ordered_map(np.stack(tracks), 3)[-1]
+        differ += abs(joint - ordered_map(tracks[-1], 1)[0]) > 0.04
+        scored = evaluate(model, [replace(asked, times=(joint,))], AudioCache(folder), progress=False)
+        assert scored.tasks["word"].mad == pytest.approx(0, abs=1e-9)
+        paper = evaluate(model, [replace(asked, times=(joint,))], AudioCache(folder), progress=False,
+                         decoding="posterior")  # per event: the 3rd's own track only
+        assert paper.tasks["word"].mad == pytest.approx(abs(posterior_mode(tracks[-1], 1)[0] - joint), abs=1e-6)
+    assert differ  # the case where joint decoding changes the answer is covered

@@ -214,6 +214,20 @@ def test_an_occurrence_landing_on_an_earlier_one_is_flagged(clips, scripted):
     assert stuck.speaker(audio, 5).warnings == ()
 
 
+def test_the_kth_occurrence_is_decoded_with_the_earlier_ones(clips, scripted):
+    """The 3rd's own track peaks equally at frames 35 and 50; the 2nd answers at 40: decoded with
+    occurrences 1 and 2, the 3rd lands after the 2nd (50), alone it takes the earlier peak (35)."""
+    audio, _ = audio_of(clips, "word")
+    locator = scripted(lambda k: {1: [30], 2: [40], 3: [35, 50]}[min(k, 3)])
+    frame = locator.frame_seconds
+    assert locator.word(audio, "dog", 3).times == pytest.approx(((50 + 0.5) * frame,))
+    assert locator.word(audio, "dog", 2).times == pytest.approx(((40 + 0.5) * frame,))
+    locator.count_check = False
+    assert locator.word(audio, "dog", 3).times == pytest.approx(((35 + 0.5) * frame,))
+    locator.count_check, locator.decoding = True, "posterior"  # the paper's per-event decoding: each on its own
+    assert locator.word(audio, "dog", 3).times == pytest.approx(((35 + 0.5) * frame,))
+
+
 def test_words_outside_the_training_vocabulary_are_flagged(clips, scripted):
     audio, _ = audio_of(clips, "word")
     locator = scripted(lambda k: 30, vocabulary=frozenset({"dog", "mother"}))

@@ -4,7 +4,8 @@
 
 The number of events is known from the question (one, or the transcript's words), as in the
 paper. Frame heads decode with ``ordered_map`` by default: a transcript's words on distinct,
-separated frames; ``--decoding posterior`` is the paper's per-event ``posterior_mode`` (Poisson)
+separated frames, and the k-th occurrence of a word, event or speaker jointly with occurrences
+1..k-1 asked of the same clip (as the runtime does); ``--decoding posterior`` is the paper's per-event ``posterior_mode`` (Poisson)
 or top-k frames (binary). The token baseline generates its JSON answer greedily with a KV cache and
 malformed answers count as misses.
 """
@@ -14,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import DECODINGS, check_decoding, decode_events, ended_tasks, interval_ends_for
+from framestamp.runtime.decoding import (DECODINGS, check_decoding, decode_events, ended_tasks, interval_ends_for,
+                                        ordered_map)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -36,16 +38,22 @@ def default_method(objective: str) -> str:
 
 
 def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str,
-                  decoding: str = "ordered", plans=None) -> list[np.ndarray]:
+                  decoding: str = "ordered", plans=None, earlier=None) -> list[np.ndarray]:
     """Per example: ``counts[b]`` times from one channel of frame scores (B, F): log-intensities for
     method "poisson", logits for "binary". ``decoding`` as ``decode_events``: "ordered" keeps a
     transcript's words on distinct frames; for one event both decodings agree. With merge ``plans``
     the scores are per merged token: segments of their widths (local merging), or spread back to
-    the frames each token holds (global merging)."""
+    the frames each token holds (global merging). ``earlier[b]``, when given and not empty: the
+    tracks of occurrences 1..k-1 of example b's k-th occurrence question (per 40 ms frame), decoded
+    jointly with it by ordered decoding."""
     times = []
     for b in range(len(counts)):
         row = scores[b][frame_mask[b]]
         plan = plans[b] if plans is not None else None
+        if earlier is not None and earlier[b] and decoding == "ordered" and plan is None:
+            tracks = np.stack([*earlier[b], row])
+            times.append(ordered_map(tracks, len(tracks), FRAME_SECONDS)[-1:])
+            continue
         if plan is not None and not plan.local:
             row = plan.spread(row)
         times.append(decode_events(row, int(counts[b]), method, decoding, FRAME_SECONDS,
@@ -105,10 +113,11 @@ def predict(model, batch, method: str, decoding: str = "ordered", merging=None) 
 
 
 @torch.no_grad()
-def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None):
+def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None, earlier=None):
     """(times per example, ends per example): ends from the head's end channel, else its inside
     channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
-    ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders."""
+    ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders. ``earlier``
+    as ``decode_frames``."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -121,7 +130,7 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
     output = model.run_batch(batch) if merging is None else model.run_batch(batch, merging)
     scores = output.scores.cpu().double().numpy()
     frame_mask = output.frame_mask.cpu().numpy()
-    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans)
+    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans, earlier)
     channels = list(model.head_config.channels)
     ends = [None] * len(times)
     for b, example in enumerate(batch.examples):
@@ -207,12 +216,16 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
+    joint = (method != "tokens" and decoding == "ordered" and (merging is None or merging.head == "frames"))
+    earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
         batch = collate(chunk, features, model.prompt_ids, model.pad_id,
                         audio_tokens=None if merging is None else merging.tokens).to(device)
-        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging)):
+        earlier_rows = [earlier.get(id(example), []) for example in chunk]
+        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
+                                                                  earlier_rows)):
             expected = np.asarray(example.times)
             if times is None or len(times) != len(expected):
                 malformed[example.task] += times is None
@@ -237,6 +250,35 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
     occurrences = {key: timestamp_scores(*by_occurrence[key]) for key in sorted(by_occurrence, key=_occurrence_order)}
     return Evaluation(method=method, tasks=tasks, malformed=dict(malformed), occurrences=occurrences,
                       decoding=None if method == "tokens" else decoding, ends=ends, intervals=spans)
+
+
+OCCURRENCE_TASKS = ("word", "event", "speaker")
+
+
+@torch.no_grad()
+def earlier_occurrence_tracks(model, examples, features, batch_size: int, device, merging=None,
+                              progress: bool = False) -> dict[int, list[np.ndarray]]:
+    """id(example) -> the onset tracks (per 40 ms frame) of occurrences 1..k-1 of each k-th occurrence
+    question (k >= 2) in ``examples``, each asked of the same clip: what ordered decoding decodes the
+    k-th with, as the runtime's count check asks them."""
+    from tqdm import tqdm
+
+    from framestamp.training.batches import collate
+
+    asked = [(example, number) for example in examples if example.task in OCCURRENCE_TASKS
+             for number in range(1, int(example.prompt.get("occurrence", 1)))]
+    tracks = defaultdict(dict)
+    for start in tqdm(range(0, len(asked), batch_size), desc="evaluate (earlier occurrences)", unit="batch",
+                      disable=not progress or not asked):
+        chunk = asked[start:start + batch_size]
+        questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in chunk]
+        batch = collate(questions, features, model.prompt_ids, model.pad_id,
+                        audio_tokens=None if merging is None else merging.tokens).to(device)
+        output = model.run_batch(batch) if merging is None else model.run_batch(batch, merging)
+        scores, frame_mask = output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy()
+        for row, (example, number) in enumerate(chunk):
+            tracks[id(example)][number] = scores[row][frame_mask[row]]
+    return {key: [found[number] for number in sorted(found)] for key, found in tracks.items()}
 
 
 # ---------------------------------------------------------------------------------- the CLI
