@@ -37,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider)")
     parser.add_argument("--precision", choices=("fp16", "int8"), help="which engines (tensorrt backend only; default fp16)")
     parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
-                        help="'ordered' (default) puts a transcript's words on distinct frames, jointly; "
+                        help="'ordered' (default) puts a transcript's words on distinct frames, jointly, and a k-th occurrence "
+                             "after occurrences 1..k-1 (asked alongside); "
                              "'posterior' is the paper's per-event posterior mode (words may share a frame)")
     parser.add_argument("--format", choices=FORMATS, default="json", help="output format (srt/vtt/textgrid suit --transcript)")
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

@@ -287,7 +287,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="JSONL manifest to score against")
     parser.add_argument("--method", choices=METHODS, help="decoding (default: the checkpoint's objective)")
     parser.add_argument("--decoding", choices=DECODINGS, default="ordered",
-                        help="frame heads: 'ordered' (default) puts a transcript's words on distinct frames, jointly; "
+                        help="frame heads: 'ordered' (default) puts a transcript's words on distinct frames, jointly, and a k-th "
+                             "occurrence after occurrences 1..k-1 asked of the same clip; "
                              "'posterior' is the paper's per-event posterior mode (top-k frames for binary)")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens away before the decoder (0-1, training-free)")
