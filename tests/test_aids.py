@@ -49,6 +49,19 @@ def test_labels_name_each_frame_inside_a_word_by_its_tokens_in_order():
     assert (labels(types.SimpleNamespace(audio="other.flac", task="word", prompt={"word": "dog"}), frames) == IGNORE).all()
 
 
+def test_speaker_questions_are_labelled_inside_from_the_asked_speakers_onset_on():
+    labels = WordFrameLabels(clip_word_spans([transcript_line()]), preset_tokenizer(), speakers=True)
+    frames = 45
+    for k, onset in ((1, 0.0), (3, 0.61), (5, 1.5)):
+        question = types.SimpleNamespace(audio="mix.wav", task="speaker", prompt={"occurrence": k}, times=(onset,))
+        got = labels(question, frames)
+        started = [int((frame + 0.5) * FRAME_SECONDS >= onset) for frame in range(frames)]  # by hand, frame centres
+        assert got[1].tolist() == started and (got[0] == IGNORE).all()
+    assert started.index(1) == 37  # 1.5 s: frame 37 (1.48-1.52 s) is the first whose centre is at the onset
+    plain = WordFrameLabels(clip_word_spans([transcript_line()]), preset_tokenizer())
+    assert (plain(question, frames)[1] == IGNORE).all()  # off by default: the shipped recipe's labels
+
+
 def test_spans_skip_lines_without_ends_or_with_mismatched_words():
     no_ends = transcript_line("a.flac")
     no_ends.ends = None

@@ -106,3 +106,10 @@ def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, ca
     assert description["training"]["merge_train"] == [0.0, 0.5]
     assert main(train_command(tmp_path / "bad", manifest, steps=4)[3:] + ["--merge-train", "0,1.2"]) != 0
     assert "in [0, 1)" in capsys.readouterr().err
+
+
+def test_inside_speakers_needs_the_inside_weight(tmp_path, manifest, capsys):
+    from framestamp.cli import main
+
+    assert main(train_command(tmp_path / "run", manifest, steps=2)[3:] + ["--inside-speakers"]) != 0
+    assert "--inside-speakers labels the inside channel" in capsys.readouterr().err

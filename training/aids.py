@@ -36,6 +36,7 @@ class Aids:
     word_identity: float = 0.0  # weight of the frame-level word-identity loss (0: off)
     word_identity_at: str = "audio"  # audio: the encoder's embeddings; decoder: final states at audio frames
     inside: float = 0.0  # weight of the BCE on the head's "inside" channel (needs that channel)
+    inside_speakers: bool = False  # also label speaker questions: inside = the asked (k-th) speaker has started
     end: float = 0.0  # weight of the Poisson NLL of the asked thing's end on the head's "end" channel
 
     def __post_init__(self):
@@ -72,12 +73,15 @@ class WordFrameLabels:
     A word of several tokens is split evenly in time among its tokens, in order. Tokens are those
     of the word as the word question spells it (no leading space). "Inside" is every occurrence
     of the asked word (not only the k-th: identity without counting), every word for a
-    transcript, and unknown for other tasks.
+    transcript, and unknown for other tasks; with ``speakers``, a k-th speaker question's frames
+    from that speaker's onset on are inside and those before it outside ("have k speakers started
+    by now?": a label on every frame of the clip where the onset loss has one).
     """
 
-    def __init__(self, spans: dict, tokenizer):
+    def __init__(self, spans: dict, tokenizer, speakers: bool = False):
         self.spans = spans
         self.tokenizer = tokenizer
+        self.speakers = speakers
         self._tokens: dict[str, list[int]] = {}
 
     def tokens(self, word: str) -> list[int]:
@@ -88,6 +92,8 @@ class WordFrameLabels:
     def __call__(self, example, num_frames: int) -> np.ndarray:
         """(2, num_frames) int64: row 0 token ids, row 1 the inside target."""
         labels = np.full((2, num_frames), IGNORE, dtype=np.int64)
+        if self.speakers and example.task == "speaker":
+            labels[1] = (np.arange(num_frames) + 0.5) * FRAME_SECONDS >= example.times[0]
         spans = self.spans.get(example.audio, ())
         if spans and example.task in ("word", "transcript"):
             labels[1] = 0

@@ -103,6 +103,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     aids.add_argument("--end", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of the Poisson NLL of where the asked thing ends (the manifest's ends) on the "
                       "head's end channel, which then gives interval ends (needs --channels onset,...,end)")
+    aids.add_argument("--inside-speakers", action="store_true",
+                      help="also train the inside channel on speaker questions: a k-th speaker question's frames "
+                      "from that speaker's onset on are inside, those before it outside (needs --inside)")
     aids.add_argument("--merge-train", metavar="RATIOS",
                       help="merge-aware training: each batch's audio tokens are merged as `--merge` does at one of "
                       "these ratios, picked per batch (e.g. 0,0.2,0.4,0.6; 0 keeps a batch unmerged), so the model "
@@ -194,15 +197,17 @@ def run(args: argparse.Namespace) -> int:
                       count_term=args.count_term, channels=channels)
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
+    if args.inside_speakers and not args.inside:
+        raise InputError("--inside-speakers labels the inside channel: give it a weight with --inside")
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
-                      end=args.end)
+                      inside_speakers=args.inside_speakers, end=args.end)
     frame_labels = None
     if model.aids.active:
         spans = clip_word_spans(every_train_example)
         if not spans:
             raise InputError(f"--word-identity and --inside need transcript lines with word ends in {args.train} "
                              "(framestamp synth and the LibriSpeech loader write them)")
-        frame_labels = WordFrameLabels(spans, model.tokenizer)
+        frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=args.inside_speakers)
     config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
                          max_steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
