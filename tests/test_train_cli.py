@@ -94,7 +94,18 @@ def test_manifest_batches_resume_on_the_next_batch_and_shard_by_rank():
     assert {e for batch in epoch[0] for e in batch}.isdisjoint({e for batch in epoch[1] for e in batch})
 
 
-def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, capsys):
+@pytest.fixture()
+def torch_threads():
+    """In-process `framestamp train --threads 1` sets torch's thread count for the whole test process:
+    put it back, so later tests that compare runs bit for bit use the count they started with."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, capsys, torch_threads):
     from framestamp.cli import main
 
     out = tmp_path / "merged"
@@ -108,7 +119,7 @@ def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, ca
     assert "in [0, 1)" in capsys.readouterr().err
 
 
-def test_inside_speakers_needs_the_inside_weight(tmp_path, manifest, capsys):
+def test_inside_speakers_needs_the_inside_weight(tmp_path, manifest, capsys, torch_threads):
     from framestamp.cli import main
 
     assert main(train_command(tmp_path / "run", manifest, steps=2)[3:] + ["--inside-speakers"]) != 0
