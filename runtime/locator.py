@@ -248,13 +248,12 @@ class Locator:
         results, position = [], len(asked)
         for index, (one, group) in enumerate(zip(asked, earlier)):
             earlier_rows = scores[position:position + len(group)]
-            before = {other.occurrence: self._answer(other, rows)[0].times[0] for other, rows in zip(group, earlier_rows)}
+            before = {other.occurrence: self._decode(other, rows)[0] for other, rows in zip(group, earlier_rows)}
             position += len(group)
-            alone, peak = self._answer(one, scores[index])
-            answer = alone
-            if group and len(group) == one.occurrence - 1:  # all of 1..k-1 were asked: decode the k-th with them
-                answer = self._answer(one, scores[index], earlier_rows)[0]
-            results.append(self._with_warnings(one, answer, peak, before, alone.times[0]))
+            complete = group and len(group) == one.occurrence - 1  # all of 1..k-1 were asked: decode the k-th with them
+            answer, peak = self._answer(one, scores[index], earlier_rows if complete else ())
+            alone = self._decode(one, scores[index])[0] if group else answer.times[0]
+            results.append(self._with_warnings(one, answer, peak, before, alone))
         return results
 
     # ------------------------------------------------------------------------------ long recordings
@@ -547,6 +546,10 @@ class Locator:
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
 
+    def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
+        """``one``'s times from its own head scores (frames, channels) alone."""
+        return decode_events(rows[:, 0], one.count, self.objective, self.decoding, self.frame_seconds)
+
     def _answer(self, one: "_Asked", rows: np.ndarray, earlier: Sequence[np.ndarray] = ()) -> tuple[Timestamps, float]:
         """``one``'s answer from its head scores (frames, channels), and the peak of its onset track.
         ``earlier``: the scores of occurrences 1..k-1 of a k-th occurrence question, decoded jointly."""
@@ -555,7 +558,7 @@ class Locator:
             tracks = np.stack([previous[:, 0] for previous in earlier] + [frame_scores])
             times = ordered_map(tracks, len(tracks), self.frame_seconds)[-1:]
         else:
-            times = decode_events(frame_scores, one.count, self.objective, self.decoding, self.frame_seconds)
+            times = self._decode(one, rows)
         confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
         ends = ()
         if one.query.task in self.ended_tasks:

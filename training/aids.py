@@ -43,6 +43,8 @@ class Aids:
         if self.word_identity < 0 or self.inside < 0 or self.end < 0:
             raise InputError(f"aid weights must be >= 0, got word_identity={self.word_identity}, inside={self.inside}, "
                              f"end={self.end}")
+        if self.inside_speakers and not self.inside:
+            raise InputError("--inside-speakers labels the inside channel: give it a weight with --inside")
         if self.word_identity_at not in WHERE:
             raise InputError(f"word_identity_at must be one of {', '.join(WHERE)}, got {self.word_identity_at!r}")
 

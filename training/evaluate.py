@@ -127,7 +127,7 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
         return times, [None] * len(times)
     if merging is not None and method == "tokens":
         raise InputError("merging applies to frame heads; the token baseline generates its answer as text")
-    output = model.run_batch(batch) if merging is None else model.run_batch(batch, merging)
+    output = model.run_batch(batch, merging)
     scores = output.scores.cpu().double().numpy()
     frame_mask = output.frame_mask.cpu().numpy()
     times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans, earlier)
@@ -274,7 +274,7 @@ def earlier_occurrence_tracks(model, examples, features, batch_size: int, device
         questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in chunk]
         batch = collate(questions, features, model.prompt_ids, model.pad_id,
                         audio_tokens=None if merging is None else merging.tokens).to(device)
-        output = model.run_batch(batch) if merging is None else model.run_batch(batch, merging)
+        output = model.run_batch(batch, merging)
         scores, frame_mask = output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy()
         for row, (example, number) in enumerate(chunk):
             tracks[id(example)][number] = scores[row][frame_mask[row]]

@@ -197,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
                       count_term=args.count_term, channels=channels)
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
-    if args.inside_speakers and not args.inside:
-        raise InputError("--inside-speakers labels the inside channel: give it a weight with --inside")
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
                       inside_speakers=args.inside_speakers, end=args.end)
     frame_labels = None
@@ -207,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         if not spans:
             raise InputError(f"--word-identity and --inside need transcript lines with word ends in {args.train} "
                              "(framestamp synth and the LibriSpeech loader write them)")
-        frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=args.inside_speakers)
+        frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=model.aids.inside_speakers)
     config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
                          max_steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
