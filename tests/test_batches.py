@@ -14,8 +14,8 @@ from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import (AudioCache, Batch, BucketBatchSampler, MergedBatches, balance_tasks, collate,
-                                         length_filter)
+from framestamp.training.batches import (AudioCache, Batch, BucketBatchSampler, MergedBatches, balance_tasks, clip_key,
+                                         collate, length_filter)
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -64,13 +64,18 @@ def test_shapes_padding_and_masks(manifest):
     batch, _ = make_batch(manifest, range(len(examples)))
     count = len(examples)
     assert len(batch) == count and batch.mel.dtype == torch.float32 and batch.event_times.dtype == torch.float64
+    # Each clip's mel once, whichever question about it came first; every question points at its clip's row.
+    clips = list(dict.fromkeys(example.audio for example in examples))
+    assert batch.mel.shape[0] == len(clips) < count
+    assert batch.clip_of.tolist() == [clips.index(example.audio) for example in examples]
     for row, example in enumerate(examples):
         mel = log_mel(load_audio(folder / example.audio))
         mel_length, frames = mel.shape[1], int(batch.num_audio_frames[row])
-        assert int(batch.mel_lengths[row]) == mel_length == mel_frames_for_samples(len(load_audio(folder / example.audio)))
+        clip = int(batch.clip_of[row])
+        assert int(batch.mel_lengths[clip]) == mel_length == mel_frames_for_samples(len(load_audio(folder / example.audio)))
         assert frames == audio_frames_for_mel(mel_length)
-        torch.testing.assert_close(batch.mel[row, :, :mel_length], torch.from_numpy(mel), rtol=0, atol=0)
-        assert not batch.mel[row, :, mel_length:].any()  # zeros past the clip
+        torch.testing.assert_close(batch.mel[clip, :, :mel_length], torch.from_numpy(mel), rtol=0, atol=0)
+        assert not batch.mel[clip, :, mel_length:].any()  # zeros past the clip
 
         ids, start = prompt_ids_stub(example, frames)
         tokens = len(ids)
@@ -129,15 +134,25 @@ def test_batch_moves_to_a_device(manifest):
 
 
 def test_cache_shares_clips_between_questions(manifest):
-    _, examples = manifest
-    _, cache = make_batch(manifest, range(len(examples)))
+    folder, examples = manifest
+
+    def ask_each(**cache_arguments):  # one question at a time, as batches of other clips come and go
+        cache = AudioCache(folder, **cache_arguments)
+        for example in examples:
+            cache(example)
+        return cache
+
+    cache = ask_each()
     assert cache.misses == len(CLIP_SECONDS) and cache.hits == len(examples) - len(CLIP_SECONDS)
-    _, uncached = make_batch(manifest, range(len(examples)), cache_megabytes=0)
+    uncached = ask_each(cache_megabytes=0)
     assert len(uncached) == 0 and uncached.misses == len(examples)
     # Room for about half the clips (0.6 MB = ~12 s of log-mel): the least recently used go first.
-    _, small = make_batch(manifest, range(len(examples)), cache_megabytes=0.6)
+    small = ask_each(cache_megabytes=0.6)
     assert 0 < len(small) < len(CLIP_SECONDS)
     assert small._cached_bytes <= 0.6 * 2**20
+    # One batch asks its features once per clip, however many questions it holds.
+    _, batch_cache = make_batch(manifest, range(len(examples)))
+    assert batch_cache.misses == len(CLIP_SECONDS) and batch_cache.hits == 0
 
 
 def test_unusable_examples_are_refused(manifest, tmp_path):
@@ -251,6 +266,45 @@ def test_sampler_refuses_a_state_from_other_data():
         BucketBatchSampler(fake_examples(50, seed=1), 4, seed=3).load_state_dict(state)
     with pytest.raises(InputError, match="batch_size"):
         BucketBatchSampler(fake_examples(50), 5, seed=3).load_state_dict(state)
+
+
+def clip_questions(clips: int, per_clip, spacing: float = 1.0) -> list[Example]:
+    """``per_clip(c)`` questions about each clip c, clip durations ``spacing`` seconds apart."""
+    return [Example(id=f"{c}/{q}", task="speaker", prompt={"occurrence": q + 1}, times=(0.5,),
+                    duration=1.0 + spacing * c, audio=f"{c}.wav") for c in range(clips) for q in range(per_clip(c))]
+
+
+def test_sampler_keeps_questions_about_one_clip_together():
+    # Every clip has exactly a batch of questions, durations further apart than the jitter: each batch is one clip.
+    examples = clip_questions(12, lambda c: 4)
+    groups = [clip_key(example) for example in examples]
+    sampler = BucketBatchSampler(examples, 4, seed=2, groups=groups, per_group=4)
+    epoch = list(sampler)
+    assert sorted(i for batch in epoch for i in batch) == list(range(len(examples)))
+    assert all(len({groups[i] for i in batch}) == 1 for batch in epoch)
+    # Clips with many questions are cut into runs of per_group; close durations still mix clips.
+    # Clips with many questions are cut into runs of up to per_group; runs of several clips share a batch.
+    examples = clip_questions(300, lambda c: 3 + c % 7, spacing=0.05)
+    groups = [clip_key(example) for example in examples]
+    settings = dict(seed=2, drop_last=True, pool_batches=2)
+    grouped = list(BucketBatchSampler(examples, 8, groups=groups, per_group=4, **settings))
+    mixed = list(BucketBatchSampler(examples, 8, **settings))
+    assert len(grouped) == len(mixed) == len(examples) // 8
+    assert len({i for batch in grouped for i in batch}) == len(grouped) * 8
+    clips_per_batch = [len({groups[i] for i in batch}) for batch in grouped]
+    assert np.mean(clips_per_batch) < 0.5 * np.mean([len({groups[i] for i in batch}) for batch in mixed])
+    assert np.mean(clips_per_batch) > 2  # not one clip a batch: runs of up to 4 from different clips
+    # Deterministic, resumable, and a state saved with other grouping is refused.
+    assert list(BucketBatchSampler(examples, 8, groups=groups, per_group=4, **settings)) == grouped
+    killed = BucketBatchSampler(examples, 8, groups=groups, per_group=4, **settings)
+    before = take(killed, 5)
+    resumed = BucketBatchSampler(examples, 8, groups=groups, per_group=4, **settings)
+    resumed.load_state_dict(killed.state_dict())
+    assert before + take(resumed, len(grouped) - 5) == grouped
+    with pytest.raises(InputError, match="per_group"):
+        BucketBatchSampler(examples, 8, groups=groups, per_group=2, **settings).load_state_dict(killed.state_dict())
+    with pytest.raises(InputError, match="each example's clip"):
+        BucketBatchSampler(examples, 8, per_group=4)
 
 
 def test_works_as_a_dataloader_batch_sampler(manifest):

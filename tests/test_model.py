@@ -87,6 +87,35 @@ def test_padding_never_changes_an_examples_scores(backbone):
             assert diff < 1e-4, (b, diff)
 
 
+def test_questions_sharing_a_clip_score_and_learn_as_if_each_had_its_own_copy():
+    """A batch holding each clip once (clip_of) gives the scores, loss and gradients of the same batch with
+    the clip's mel repeated per question."""
+    torch.manual_seed(4)
+    model = build_model("omni-tiny", HeadConfig(lookahead=2), seed=4)
+    mel, lengths = torch.randn(2, 128, 420), torch.tensor([420, 270])
+    clip_of = torch.tensor([1, 0, 1])  # two questions about clip 1, one about clip 0
+    repeated = make_batch(model, mel[clip_of], lengths[clip_of], QUESTIONS)
+    shared = types.SimpleNamespace(**{**vars(repeated), "mel": mel, "mel_lengths": lengths, "clip_of": clip_of})
+    losses, grads = [], []
+    for batch in (repeated, shared):
+        model.zero_grad()
+        loss, _ = model.training_loss(batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.backbone.model.audio_tower.conv1.weight.grad.clone())
+        with torch.no_grad():
+            output = model.run_batch(batch)
+        frames = repeated.num_audio_frames
+        assert output.frame_mask.sum(1).tolist() == frames.tolist()
+        if batch is repeated:
+            reference = output.scores
+        else:
+            for b, count in enumerate(frames.tolist()):
+                assert (output.scores[b, :count] - reference[b, :count]).abs().max() < 1e-5
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+
+
 def test_token_loss_counts_only_answer_tokens():
     torch.manual_seed(1)
     model = build_model("omni-tiny", HeadConfig(objective="tokens")).eval()

@@ -124,3 +124,22 @@ def test_inside_speakers_needs_the_inside_weight(tmp_path, manifest, capsys, tor
 
     assert main(train_command(tmp_path / "run", manifest, steps=2)[3:] + ["--inside-speakers"]) != 0
     assert "--inside-speakers labels the inside channel" in capsys.readouterr().err
+
+
+def test_questions_per_clip_train_together_and_are_recorded(tmp_path, manifest, capsys, torch_threads):
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+
+    # Two questions about every clip (the first occurrence asked twice under two ids).
+    examples = read_manifest(manifest)
+    twice = [Example(id=f"{e.id}/{n}", task=e.task, prompt=e.prompt, times=e.times, duration=e.duration,
+                     audio=str(manifest.parent / e.audio)) for e in examples for n in range(2)]
+    write_manifest(tmp_path / "twice.jsonl", twice)
+    out = tmp_path / "grouped"
+    assert main(train_command(out, tmp_path / "twice.jsonl", steps=6)[3:] + ["--questions-per-clip", "2"]) == 0
+    trained = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "train"]
+    assert trained[-1]["step"] == 6 and np.isfinite([r["loss"] for r in trained]).all()
+    _, description = load_checkpoint(out / "model")
+    assert description["training"]["questions_per_clip"] == 2
+    assert main(train_command(tmp_path / "bad", manifest, steps=2)[3:] + ["--questions-per-clip", "3"]) != 0
+    assert "--questions-per-clip must be between 1 and --batch-size (2)" in capsys.readouterr().err

@@ -15,6 +15,7 @@ state of the batches the trainer has *consumed* (``state_dict`` counts the ones 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -35,7 +36,8 @@ PromptIds = Callable[[Example, int], tuple[Sequence[int], int]]
 # features(example) -> (num_mel_bins, mel_frames) float32 log-mel
 Features = Callable[[Example], np.ndarray]
 
-LABEL_SLACK_SECONDS = 1e-3  # label files round clip ends up to the next millisecond
+LABEL_SLACK_SECONDS = 1e-3
+GROUP_JITTER_SECONDS = 0.5  # BucketBatchSampler: how far runs of one clip's questions are shuffled among durations  # label files round clip ends up to the next millisecond
 
 
 class AudioCache:
@@ -149,6 +151,9 @@ class Batch:
     event_ends: torch.Tensor | None = None  # (B, N) float64 where the example has ends, 0 elsewhere; None if none has
     ends_mask: torch.Tensor | None = None  # (B, N) bool: event_mask on the examples with ends
     frame_labels: torch.Tensor | None = None  # (B, kinds, F) long per-frame labels, training aids only (aids.py)
+    # (B,) long: the mel row each example hears when examples share a clip (mel then holds each clip once);
+    # None: one mel row per example
+    clip_of: torch.Tensor | None = None
     merging: object | None = None  # a model.Merging: the prompts hold merged placeholders (merge-aware training)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
@@ -191,6 +196,13 @@ def _fit_to_frames(example: Example, times: Sequence[float], mel_frames: int, nu
     return [min(float(time), frames_end) for time in times]
 
 
+def clip_key(example: Example) -> str:
+    """What identifies an example's clip: its audio path, or its generator for generated audio."""
+    if example.audio is not None:
+        return "audio:" + example.audio
+    return "generator:" + json.dumps(example.generator, sort_keys=True)
+
+
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
             settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None) -> Batch:
     """Pad ``examples`` into one Batch.
@@ -201,16 +213,25 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     ``frame_labels(example, num_audio_frames)``, when given, labels each frame for a training aid.
     ``audio_tokens(num_audio_frames)``, when given, is how many placeholders the prompt holds instead
     (merged audio tokens: ``Merging.tokens``).
+    Questions about one clip share its mel row: ``batch.mel`` then holds each clip once and
+    ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each clip once).
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
-    mels, prompts, frame_counts, times, ends = [], [], [], [], []
+    mels, prompts, frame_counts, times, ends, clip_of = [], [], [], [], [], []
+    clip_rows: dict[str, int] = {}
     for example in examples:
-        clip_mel = np.asarray(features(example), dtype=np.float32)
-        if clip_mel.ndim != 2 or clip_mel.shape[0] != settings.num_mel_bins:
-            raise InputError(
-                f"features for {example.id!r} have shape {clip_mel.shape}; expected ({settings.num_mel_bins}, frames)"
-            )
+        key = clip_key(example)
+        if key in clip_rows:  # another question about a clip already in the batch: encode it once
+            clip_mel = mels[clip_rows[key]]
+        else:
+            clip_mel = np.asarray(features(example), dtype=np.float32)
+            if clip_mel.ndim != 2 or clip_mel.shape[0] != settings.num_mel_bins:
+                raise InputError(f"features for {example.id!r} have shape {clip_mel.shape}; expected "
+                                 f"({settings.num_mel_bins}, frames)")
+            clip_rows[key] = len(mels)
+            mels.append(clip_mel)
+        clip_of.append(clip_rows[key])
         mel_frames = clip_mel.shape[1]
         num_audio_frames = audio_frames_for_mel(mel_frames)
         if num_audio_frames < 1:
@@ -218,7 +239,6 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
                 f"example {example.id!r}: {mel_frames} mel frames give no 40 ms audio frame; clips need at "
                 "least 30 ms of audio: drop it (length_filter) or fix its audio"
             )
-        mels.append(clip_mel)
         frame_counts.append(num_audio_frames)
         placeholders = num_audio_frames if audio_tokens is None else audio_tokens(num_audio_frames)
         prompts.append(_prompt_for(example, placeholders, prompt_ids))
@@ -230,7 +250,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, pad_id))
 
     mel_lengths = torch.tensor([mel.shape[1] for mel in mels], dtype=torch.long)
-    mel = torch.zeros((batch_size, settings.num_mel_bins, int(mel_lengths.max())), dtype=torch.float32)
+    mel = torch.zeros((len(mels), settings.num_mel_bins, int(mel_lengths.max())), dtype=torch.float32)
     for row, clip_mel in enumerate(mels):
         mel[row, :, : clip_mel.shape[1]] = torch.tensor(clip_mel)  # a copy: cached arrays are read-only
 
@@ -267,6 +287,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         num_audio_frames=num_audio_frames, mel=mel, mel_lengths=mel_lengths,
         event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
         examples=list(examples), event_ends=event_ends, ends_mask=ends_mask, frame_labels=labels,
+        clip_of=None if len(mels) == batch_size else torch.tensor(clip_of, dtype=torch.long),
     )
 
 
@@ -278,10 +299,15 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     little), then the order of all batches shuffled. Without ``shuffle``: every example sorted by
     duration, the same each epoch (evaluation). An epoch's batches depend only on (seed, epoch),
     so ``state_dict()`` (epoch, batches handed out) restores the exact next batch.
+
+    With ``groups`` (each example's clip, e.g. ``clip_key``) and ``per_group`` > 1, shuffled epochs
+    keep up to ``per_group`` questions about one clip together: a batch then holds several
+    questions per clip, and the encoder hears each clip once for all of them (``collate``).
     """
 
     def __init__(self, examples: Sequence[Example], batch_size: int, seed: int = 0, shuffle: bool = True,
-                 drop_last: bool = False, pool_batches: int = 32):
+                 drop_last: bool = False, pool_batches: int = 32, groups: Sequence[str] | None = None,
+                 per_group: int = 1):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(pool_batches, int) or pool_batches < 1:
@@ -291,6 +317,12 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             raise InputError("BucketBatchSampler needs at least one example")
         if drop_last and len(self.durations) < batch_size:
             raise InputError(f"{len(self.durations)} examples make no full batch of {batch_size} with drop_last=True")
+        if not isinstance(per_group, int) or per_group < 1:
+            raise InputError(f"questions per clip must be a positive integer, got {per_group!r}")
+        if per_group > 1 and (groups is None or len(groups) != len(self.durations)):
+            raise InputError("keeping questions about one clip together needs each example's clip (groups)")
+        self.groups = None if per_group == 1 else np.unique(np.asarray(groups), return_inverse=True)[1]
+        self.per_group = per_group
         self.batch_size = batch_size
         self.seed = int(seed)
         self.shuffle = shuffle
@@ -310,12 +342,21 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(len(self.durations))
             pool_size = self.batch_size * self.pool_batches
-            batches = []
-            for start in range(0, len(order), pool_size):
-                pool = order[start:start + pool_size]
-                batches += self._cut(pool[np.argsort(self.durations[pool], kind="stable")])
+            if self.groups is None:
+                units = [order[start:start + 1] for start in range(len(order))]
+            else:
+                units = self._units(order)
+            # Runs of one clip share its duration: a seeded jitter of up to GROUP_JITTER_SECONDS keeps
+            # them from sorting next to each other, so a batch holds runs of several clips.
+            jitter = rng.uniform(0.0, GROUP_JITTER_SECONDS, len(units)) if self.groups is not None else np.zeros(len(units))
+            keys = np.array([self.durations[unit[0]] for unit in units]) + jitter
+            ordered = []
+            for start in range(0, len(units), pool_size):
+                for unit in start + np.argsort(keys[start:start + pool_size], kind="stable"):
+                    ordered.extend(units[unit])
+            batches = self._cut(np.asarray(ordered, dtype=np.int64))
             if self.drop_last and len(batches[-1]) < self.batch_size:
-                batches.pop()  # only the last pool can end short: pools are whole batches
+                batches.pop()  # only the last batch can end short
             batches = [batches[i] for i in rng.permutation(len(batches))]
         else:
             batches = self._cut(np.argsort(self.durations, kind="stable"))
@@ -323,6 +364,21 @@ class BucketBatchSampler(torch.utils.data.Sampler):
                 batches.pop()
         self._epoch_batches = (epoch, batches)
         return batches
+
+    def _units(self, order: np.ndarray) -> list[np.ndarray]:
+        """``order`` cut into runs of up to ``per_group`` examples of one clip, in the order of each
+        run's first example (a seeded permutation in, so a random order of clips out)."""
+        members: dict[int, list[int]] = {}
+        for index in order.tolist():
+            members.setdefault(int(self.groups[index]), []).append(index)
+        units, first = [], []
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        for indices in members.values():
+            for start in range(0, len(indices), self.per_group):
+                units.append(np.asarray(indices[start:start + self.per_group], dtype=np.int64))
+                first.append(position[indices[start]])
+        return [units[i] for i in np.argsort(first, kind="stable")]
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -346,6 +402,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             "durations_sha1": hashlib.sha1(self.durations.tobytes()).hexdigest(),
             "batch_size": self.batch_size, "seed": self.seed, "shuffle": self.shuffle,
             "drop_last": self.drop_last, "pool_batches": self.pool_batches,
+            **({} if self.groups is None else {
+                "per_group": self.per_group, "groups_sha1": hashlib.sha1(self.groups.tobytes()).hexdigest()}),
         }
 
     def state_dict(self) -> dict:

@@ -81,7 +81,7 @@ def generate_token_ids(model, batch, max_new_tokens: int = 256) -> list[list[int
         input_ids[b, width - len(ids):] = torch.tensor(ids, device=device)
         attention_mask[b, width - len(ids):] = 1
         audio_start[b] = width - len(ids) + start
-    audio, frame_counts = model.encode_audio(batch.mel, batch.mel_lengths)
+    audio, frame_counts = model.encode_batch(batch)
     embeddings = model.merged_embeddings(input_ids, audio_start, audio, frame_counts)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     output = model.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions,

@@ -186,6 +186,15 @@ class FrameStampModel(nn.Module):
             return self._encoder[0](mel, mel_lengths)
         return self._encode_qwen2_audio(mel, mel_lengths)
 
+    def encode_batch(self, batch):
+        """``encode_audio`` of a Batch, one row per example: a clip that several questions share is
+        encoded once and its embeddings given to each (``batch.clip_of``)."""
+        audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
+        clip_of = getattr(batch, "clip_of", None)
+        if clip_of is None:
+            return audio, frame_counts
+        return audio[clip_of], frame_counts[clip_of]
+
     def _encode_qwen2_audio(self, mel, mel_lengths):
         from transformers.masking_utils import create_bidirectional_mask
 
@@ -255,9 +264,9 @@ class FrameStampModel(nn.Module):
         """Frame scores for a batch. With ``merging`` the batch's prompts hold ``merging.tokens(frames)``
         placeholders; scores are per 40 ms frame, or per merged token (head "segments": then the
         merge plans are in ``output.plans``)."""
+        audio, frame_counts = self.encode_batch(batch)
         if merging is None:
-            return self(batch.input_ids, batch.attention_mask, batch.audio_start, batch.mel, batch.mel_lengths)
-        audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
+            return self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
         merged, token_counts, positions, frame_tokens, plans = merge_audio(audio, frame_counts, merging)
         output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, merged, token_counts,
                                    positions, frame_tokens)
@@ -266,7 +275,7 @@ class FrameStampModel(nn.Module):
     # ------------------------------------------------------------------------------ losses
     def training_loss(self, batch):
         """The objective's loss for one batch and a few numbers to log."""
-        audio, frame_counts = self.encode_audio(batch.mel, batch.mel_lengths)
+        audio, frame_counts = self.encode_batch(batch)
         merging = getattr(batch, "merging", None)
         if merging is None:
             output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)

@@ -29,13 +29,15 @@ class ManifestBatches:
     With several processes (torchrun), process ``rank`` takes every ``world_size``-th batch.
     """
 
-    def __init__(self, examples, batch_size: int, collate, seed: int = 0, rank: int = 0, world_size: int = 1):
-        from framestamp.training.batches import BucketBatchSampler
+    def __init__(self, examples, batch_size: int, collate, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 per_clip: int = 1):
+        from framestamp.training.batches import BucketBatchSampler, clip_key
 
         if len(examples) < batch_size * world_size:
             raise InputError(f"{len(examples)} training examples cannot fill a batch of {batch_size} per process")
         self.examples = examples
-        self.sampler = BucketBatchSampler(examples, batch_size, seed=seed, drop_last=True)
+        self.sampler = BucketBatchSampler(examples, batch_size, seed=seed, drop_last=True, per_group=per_clip,
+                                          groups=[clip_key(example) for example in examples] if per_clip > 1 else None)
         self.collate = collate
         self.rank, self.world_size = rank, world_size
         self.epoch, self.position = 0, 0
@@ -117,6 +119,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
     optim.add_argument("--batch-size", type=int, default=8)
+    optim.add_argument("--questions-per-clip", type=int, default=1, metavar="N",
+                       help="keep up to N questions about one clip together in a batch (default 1: batches mix "
+                       "clips freely); the encoder hears each clip once for all its questions, so a step costs "
+                       "less and contrasts the words of one clip")
     optim.add_argument("--grad-accumulation", type=int, default=1)
     optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3 for presets "
                        "trained from scratch; the paper fine-tunes Qwen2.5-Omni at 1e-6)")
@@ -217,11 +223,15 @@ def run(args: argparse.Namespace) -> int:
                             frame_labels=frame_labels)
     if args.merge_train:
         collate_batch = MergedBatches(collate_batch, merge_ratios(args.merge_train), seed=args.seed)
+    if args.questions_per_clip < 1 or args.questions_per_clip > args.batch_size:
+        raise InputError(f"--questions-per-clip must be between 1 and --batch-size ({args.batch_size}), "
+                         f"got {args.questions_per_clip}")
     batches = ManifestBatches(train_examples, args.batch_size, collate_batch, seed=args.seed, rank=rank,
-                              world_size=world_size)
+                              world_size=world_size, per_clip=args.questions_per_clip)
     metadata = {"command": command, "train_manifest": str(args.train),
                 "eval_manifest": str(args.eval) if args.eval else None, "train_examples": len(train_examples),
                 "length_filter": [args.min_seconds, args.max_seconds], "task_balance": args.task_balance,
+                "questions_per_clip": args.questions_per_clip,
                 "merge_train": merge_ratios(args.merge_train) if args.merge_train else None,
                 "config": config.to_dict(),
                 "aids": model.aids.to_json(), "init": started_from,
