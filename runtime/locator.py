@@ -12,6 +12,8 @@ A Locator is safe to share between threads: sessions are thread-safe and nothing
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -536,13 +538,23 @@ class Locator:
         return str(query.audio) if isinstance(query.audio, (str, Path)) else "audio array"
 
     def _forward(self, asked: list["_Asked"]) -> list[np.ndarray]:
-        """One forward pass over ``asked``: each one's head scores, (frames, channels) float64."""
-        mel_lengths = np.array([one.mel.shape[1] for one in asked], dtype=np.int64)
-        batch = np.zeros((len(asked), asked[0].mel.shape[0], int(mel_lengths.max())), dtype=np.float32)
-        for row, one in enumerate(asked):
-            batch[row, :, : one.mel.shape[1]] = one.mel  # zero padding, as training's batches
+        """One forward pass over ``asked``: each one's head scores, (frames, channels) float64. The encoder
+        hears each distinct clip once, however many questions ask about it (a count check's earlier
+        occurrences, several questions about one file)."""
+        clips, clip_of, rows_of = [], [], {}
+        for one in asked:
+            key = (one.mel.shape, hashlib.sha1(np.ascontiguousarray(one.mel).tobytes()).digest())
+            if key not in rows_of:
+                rows_of[key] = len(clips)
+                clips.append(one.mel)
+            clip_of.append(rows_of[key])
+        mel_lengths = np.array([mel.shape[1] for mel in clips], dtype=np.int64)
+        batch = np.zeros((len(clips), clips[0].shape[0], int(mel_lengths.max())), dtype=np.float32)
+        for row, mel in enumerate(clips):
+            batch[row, :, : mel.shape[1]] = mel  # zero padding, as training's batches
         input_ids, attention_mask, audio_start = pad_prompts([one.ids for one in asked], self.pad_id)
         audio, frame_counts = self.graphs.encode(batch, mel_lengths)
+        audio, frame_counts = np.asarray(audio)[clip_of], np.asarray(frame_counts)[clip_of]
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
 

@@ -174,6 +174,29 @@ def test_batched_answers_equal_one_by_one(clips, locator):
         assert np.allclose(result.times, locator.run([query])[0].times, atol=1e-3)
 
 
+def test_questions_about_one_clip_encode_it_once(clips):
+    """Every question about a file, and a k-th occurrence's count check, share one encoder row; the answers
+    are the ones each question gets asked alone."""
+    folder, examples = clips
+    words = [e for e in examples if e.task == "word"]
+    first = words[0]
+    same_clip = [e for e in examples if e.audio == first.audio]
+    other = next(e for e in examples if e.audio != first.audio)
+    queries = [query_for(e, folder) for e in same_clip[:5]] + [query_for(other, folder)]
+    queries.append(Query(str(folder / first.audio), "word", {"word": first.prompt["word"], "occurrence": 3}))
+    locator = Locator(ARTIFACT, threads=1, batch_size=16)  # every question in one pass
+    encoded, encode = [], locator.graphs.encode
+    locator.graphs.encode = lambda mel, lengths: (encoded.append(len(mel)), encode(mel, lengths))[1]
+    batched = locator.run(queries)
+    assert len(queries) == 7 and encoded == [2]  # two distinct files: one row each, for len(queries) + 2 decoder rows
+    for query, result in zip(queries, batched):
+        encoded.clear()
+        alone = locator.run([query])[0]
+        assert sum(encoded) == 1
+        assert result.times == pytest.approx(alone.times, abs=1e-6)
+        assert result.confidence == pytest.approx(alone.confidence, abs=1e-6)
+
+
 def test_word_and_transcript_ends_equal_pytorchs_and_close_each_interval(clips, locator):
     import torch
 
