@@ -27,3 +27,22 @@ def test_curves_and_table_hold_each_runs_evaluations_at_their_steps(tmp_path):
     assert (tmp_path / "out" / "recipes.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(InputError, match="log.jsonl"):
         recipes_table.curves(tmp_path / "missing")
+
+
+def test_curves_by_training_time_carry_the_clock_across_a_resume(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lines = [{"event": "start", "step": 0}, {"event": "train", "step": 10, "seconds": 30.0},
+             {"event": "eval", "step": 10, "word/acc@40ms": 0.5}, {"event": "train", "step": 20, "seconds": 60.0},
+             {"event": "resume", "step": 20},  # a new process: its clock starts at 0 again
+             {"event": "train", "step": 30, "seconds": 45.0}, {"event": "eval", "step": 30, "word/acc@40ms": 0.75}]
+    (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert recipes_table.training_seconds(folder) == {10: 30.0, 20: 60.0, 30: 105.0}
+    out = tmp_path / "out"
+    assert recipes_table.main([f"timed={folder}", "--x", "seconds", "--out", str(out)]) == 0
+    table = (out / "recipes.md").read_text()
+    assert "| run | step | minutes | word |" in table
+    assert "| timed | 10 | 0.5 | 50.0% |" in table and "| timed | 30 | 1.8 | 75.0% |" in table
+    write_log(tmp_path / "untimed", [(500, 0.1, 0.5)])  # evaluated where no train record says the time
+    with pytest.raises(InputError, match="--x steps"):
+        recipes_table.main([str(tmp_path / "untimed"), "--x", "seconds"])
