@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from framestamp.runtime.errors import InputError
 
 
@@ -50,11 +52,14 @@ def _records(run: Path) -> list[dict]:
 
 
 def by_seconds(points: dict[str, list[tuple[int, float]]], seconds: dict[int, float], run: Path):
-    """The same curves with each evaluated step replaced by the training seconds it took to reach."""
-    missing = sorted({step for series in points.values() for step, _ in series} - set(seconds))
-    if missing:
-        raise InputError(f"{run}: evaluated at step {missing[0]} with no train record there; plot it with --x steps")
-    return {task: [(seconds[step], value) for step, value in series] for task, series in points.items()}
+    """The same curves with each evaluated step replaced by the training seconds it took to reach
+    (interpolated between the logged steps around it: train records come every log_every steps)."""
+    if not seconds:
+        raise InputError(f"{run}: its log has no train records with seconds; plot it with --x steps")
+    logged = sorted(seconds)
+    at = {step: float(np.interp(step, logged, [seconds[s] for s in logged]))
+          for step in {step for series in points.values() for step, _ in series}}
+    return {task: [(at[step], value) for step, value in series] for task, series in points.items()}
 
 
 def markdown(runs: dict[str, dict], command: str, note: str = "", steps_of: dict[str, dict] | None = None) -> str:
@@ -121,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = curves(Path(folder))
         if args.x == "seconds":
             seconds = training_seconds(Path(folder))
-            runs[name] = by_seconds(runs[name], seconds, Path(folder))
-            steps_of[name] = {place: step for step, place in seconds.items()}
+            timed = by_seconds(runs[name], seconds, Path(folder))
+            steps_of[name] = {place: step for task in runs[name]
+                              for (step, _), (place, _) in zip(runs[name][task], timed[task])}
+            runs[name] = timed
     command = "framestamp bench recipes " + " ".join(argv if argv is not None else sys.argv[3:])
     text = markdown(runs, command, args.note, steps_of if args.x == "seconds" else None)
     print(text)

@@ -35,14 +35,17 @@ def test_curves_by_training_time_carry_the_clock_across_a_resume(tmp_path):
     lines = [{"event": "start", "step": 0}, {"event": "train", "step": 10, "seconds": 30.0},
              {"event": "eval", "step": 10, "word/acc@40ms": 0.5}, {"event": "train", "step": 20, "seconds": 60.0},
              {"event": "resume", "step": 20},  # a new process: its clock starts at 0 again
-             {"event": "train", "step": 30, "seconds": 45.0}, {"event": "eval", "step": 30, "word/acc@40ms": 0.75}]
+             {"event": "train", "step": 30, "seconds": 45.0}, {"event": "eval", "step": 30, "word/acc@40ms": 0.75},
+             {"event": "eval", "step": 25, "word/acc@40ms": 0.5},  # between logged steps: 60 s + half of 45
+             {"event": "train", "step": 40, "seconds": 90.0}]
     (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert recipes_table.training_seconds(folder) == {10: 30.0, 20: 60.0, 30: 105.0}
+    assert recipes_table.training_seconds(folder) == {10: 30.0, 20: 60.0, 30: 105.0, 40: 150.0}
     out = tmp_path / "out"
     assert recipes_table.main([f"timed={folder}", "--x", "seconds", "--out", str(out)]) == 0
     table = (out / "recipes.md").read_text()
     assert "| run | step | minutes | word |" in table
     assert "| timed | 10 | 0.5 | 50.0% |" in table and "| timed | 30 | 1.8 | 75.0% |" in table
-    write_log(tmp_path / "untimed", [(500, 0.1, 0.5)])  # evaluated where no train record says the time
+    assert "| timed | 25 | 1.4 | 50.0% |" in table  # (60 + 22.5) s
+    write_log(tmp_path / "untimed", [(500, 0.1, 0.5)])  # its one train record has no seconds
     with pytest.raises(InputError, match="--x steps"):
         recipes_table.main([str(tmp_path / "untimed"), "--x", "seconds"])
