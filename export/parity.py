@@ -142,6 +142,8 @@ class OnnxModel:
         from framestamp.training.model import FrameOutput
 
         audio, frame_counts = self.sessions.encode(batch.mel.numpy(), batch.mel_lengths.numpy())
+        if getattr(batch, "clip_of", None) is not None:  # questions sharing a clip: one encoder row each clip
+            audio, frame_counts = audio[batch.clip_of.numpy()], frame_counts[batch.clip_of.numpy()]
         prompt = (batch.input_ids.numpy(), batch.attention_mask.numpy(), batch.audio_start.numpy())
         plans = None
         if merging is None:

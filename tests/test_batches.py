@@ -53,21 +53,25 @@ def manifest(tmp_path_factory):
     return folder, read_manifest(folder / "tiny.jsonl")
 
 
-def make_batch(manifest, indices, **cache_arguments) -> tuple[Batch, AudioCache]:
+def make_batch(manifest, indices, share_clips=False, **cache_arguments) -> tuple[Batch, AudioCache]:
     folder, examples = manifest
     cache = AudioCache(folder, **cache_arguments)
-    return collate([examples[i] for i in indices], cache, prompt_ids_stub, pad_id=PAD), cache
+    return collate([examples[i] for i in indices], cache, prompt_ids_stub, pad_id=PAD, share_clips=share_clips), cache
 
 
-def test_shapes_padding_and_masks(manifest):
+@pytest.mark.parametrize("share_clips", [False, True])
+def test_shapes_padding_and_masks(manifest, share_clips):
     folder, examples = manifest
-    batch, _ = make_batch(manifest, range(len(examples)))
+    batch, _ = make_batch(manifest, range(len(examples)), share_clips=share_clips)
     count = len(examples)
     assert len(batch) == count and batch.mel.dtype == torch.float32 and batch.event_times.dtype == torch.float64
-    # Each clip's mel once, whichever question about it came first; every question points at its clip's row.
-    clips = list(dict.fromkeys(example.audio for example in examples))
-    assert batch.mel.shape[0] == len(clips) < count
-    assert batch.clip_of.tolist() == [clips.index(example.audio) for example in examples]
+    if share_clips:  # each clip's mel once, whichever question came first; each question points at its clip's row
+        clips = list(dict.fromkeys(example.audio for example in examples))
+        assert batch.mel.shape[0] == len(clips) < count
+        assert batch.clip_of.tolist() == [clips.index(example.audio) for example in examples]
+    else:  # a row per example, as graphs fed batch.mel directly expect
+        assert batch.mel.shape[0] == count and batch.clip_of is None
+        batch.clip_of = torch.arange(count)
     for row, example in enumerate(examples):
         mel = log_mel(load_audio(folder / example.audio))
         mel_length, frames = mel.shape[1], int(batch.num_audio_frames[row])
@@ -150,8 +154,8 @@ def test_cache_shares_clips_between_questions(manifest):
     small = ask_each(cache_megabytes=0.6)
     assert 0 < len(small) < len(CLIP_SECONDS)
     assert small._cached_bytes <= 0.6 * 2**20
-    # One batch asks its features once per clip, however many questions it holds.
-    _, batch_cache = make_batch(manifest, range(len(examples)))
+    # A batch sharing clips asks its features once per clip, however many questions it holds.
+    _, batch_cache = make_batch(manifest, range(len(examples)), share_clips=True)
     assert batch_cache.misses == len(CLIP_SECONDS) and batch_cache.hits == 0
 
 

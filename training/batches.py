@@ -204,7 +204,8 @@ def clip_key(example: Example) -> str:
 
 
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
-            settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None) -> Batch:
+            settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None,
+            share_clips: bool = False) -> Batch:
     """Pad ``examples`` into one Batch.
 
     ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
@@ -213,15 +214,16 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     ``frame_labels(example, num_audio_frames)``, when given, labels each frame for a training aid.
     ``audio_tokens(num_audio_frames)``, when given, is how many placeholders the prompt holds instead
     (merged audio tokens: ``Merging.tokens``).
-    Questions about one clip share its mel row: ``batch.mel`` then holds each clip once and
-    ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each clip once).
+    With ``share_clips`` questions about one clip share its mel row: ``batch.mel`` then holds each clip
+    once and ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each
+    clip once); without, every example has its own row, as graphs fed ``batch.mel`` directly expect.
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
     mels, prompts, frame_counts, times, ends, clip_of = [], [], [], [], [], []
     clip_rows: dict[str, int] = {}
     for example in examples:
-        key = clip_key(example)
+        key = clip_key(example) if share_clips else str(len(clip_of))
         if key in clip_rows:  # another question about a clip already in the batch: encode it once
             clip_mel = mels[clip_rows[key]]
         else:

@@ -222,7 +222,7 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
         batch = collate(chunk, features, model.prompt_ids, model.pad_id,
-                        audio_tokens=None if merging is None else merging.tokens).to(device)
+                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
         earlier_rows = [earlier.get(id(example), []) for example in chunk]
         for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
                                                                   earlier_rows)):
@@ -273,7 +273,7 @@ def earlier_occurrence_tracks(model, examples, features, batch_size: int, device
         chunk = asked[start:start + batch_size]
         questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in chunk]
         batch = collate(questions, features, model.prompt_ids, model.pad_id,
-                        audio_tokens=None if merging is None else merging.tokens).to(device)
+                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
         output = model.run_batch(batch, merging)
         scores, frame_mask = output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy()
         for row, (example, number) in enumerate(chunk):

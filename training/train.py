@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     features = AudioCache(args.train.parent, settings)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
-                            frame_labels=frame_labels)
+                            frame_labels=frame_labels, share_clips=True)
     if args.merge_train:
         collate_batch = MergedBatches(collate_batch, merge_ratios(args.merge_train), seed=args.seed)
     if args.questions_per_clip < 1 or args.questions_per_clip > args.batch_size:
