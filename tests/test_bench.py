@@ -98,3 +98,15 @@ def test_report_shows_real_time_factor_and_peak_memory_when_measured():
     assert table[0].endswith("| real-time factor (frame) | peak GPU memory |")
     assert table[1].startswith("| 1-5 |") and table[2].startswith("| 26+ |")  # fewest timestamps first
     assert table[2].endswith("| 40.0x | 10.0x | 5440x | 9.0 GiB |")
+
+
+def test_shared_clips_benchmark_times_both_passes_and_they_answer_alike(tmp_path, capsys):
+    from framestamp.benchmarks import shared_clips
+    from framestamp.cli import main
+
+    assert main(["synth", str(tmp_path / "clips"), "--tasks", "words", "--count", "2", "--seed", "5"]) == 0
+    assert shared_clips.main([str(tmp_path / "clips" / "manifest.jsonl"), "--repeats", "1",
+                              "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "shared-clips.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| the 4th") or " word questions about" in line]
+    assert len(rows) == 2 and all(row.endswith("| yes |") for row in rows)
