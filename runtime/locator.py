@@ -13,7 +13,6 @@ A Locator is safe to share between threads: sessions are thread-safe and nothing
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence

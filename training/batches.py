@@ -36,8 +36,8 @@ PromptIds = Callable[[Example, int], tuple[Sequence[int], int]]
 # features(example) -> (num_mel_bins, mel_frames) float32 log-mel
 Features = Callable[[Example], np.ndarray]
 
-LABEL_SLACK_SECONDS = 1e-3
-GROUP_JITTER_SECONDS = 0.5  # BucketBatchSampler: how far runs of one clip's questions are shuffled among durations  # label files round clip ends up to the next millisecond
+LABEL_SLACK_SECONDS = 1e-3  # label files round clip ends up to the next millisecond
+GROUP_JITTER_SECONDS = 0.5  # BucketBatchSampler: how far runs of one clip's questions are shuffled among durations
 
 
 class AudioCache:
@@ -223,7 +223,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     mels, prompts, frame_counts, times, ends, clip_of = [], [], [], [], [], []
     clip_rows: dict[str, int] = {}
     for example in examples:
-        key = clip_key(example) if share_clips else str(len(clip_of))
+        key = clip_key(example) if share_clips else f"row:{len(clip_of)}"
         if key in clip_rows:  # another question about a clip already in the batch: encode it once
             clip_mel = mels[clip_rows[key]]
         else:
