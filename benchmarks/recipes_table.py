@@ -51,40 +51,37 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def by_seconds(points: dict[str, list[tuple[int, float]]], seconds: dict[int, float], run: Path):
-    """The same curves with each evaluated step replaced by the training seconds it took to reach
-    (interpolated between the logged steps around it: train records come every log_every steps)."""
+def seconds_at(steps, seconds: dict[int, float], run: Path) -> dict[int, float]:
+    """Training seconds at each of ``steps``, interpolated between the logged steps around it (train
+    records come every log_every steps, evaluations anywhere)."""
     if not seconds:
         raise InputError(f"{run}: its log has no train records with seconds; plot it with --x steps")
     logged = sorted(seconds)
-    at = {step: float(np.interp(step, logged, [seconds[s] for s in logged]))
-          for step in {step for series in points.values() for step, _ in series}}
-    return {task: [(at[step], value) for step, value in series] for task, series in points.items()}
+    return {step: float(np.interp(step, logged, [seconds[s] for s in logged])) for step in steps}
 
 
-def markdown(runs: dict[str, dict], command: str, note: str = "", steps_of: dict[str, dict] | None = None) -> str:
-    """A table of every run's evaluations; with ``steps_of`` (run -> seconds -> step) the curves are by
-    seconds and the table gives both."""
+def markdown(runs: dict[str, dict], command: str, note: str = "", seconds: dict[str, dict] | None = None) -> str:
+    """A table of every run's evaluations; with ``seconds`` (run -> step -> training seconds) it also
+    gives the minutes each evaluated step took to reach."""
     tasks = sorted({task for points in runs.values() for task in points})
     lines = ["# Training recipes at an equal budget (acc@40ms on held-out voices)", "", f"Reproduce: `{command}`", ""]
     if note:
         lines += [note, ""]
-    timed = steps_of is not None
-    lines += ["| run | step | " + ("minutes | " if timed else "") + " | ".join(tasks) + " |",
-              "|---|---|" + ("---|" if timed else "") + "---|" * len(tasks)]
+    lines += ["| run | step | " + ("minutes | " if seconds else "") + " | ".join(tasks) + " |",
+              "|---|---|" + ("---|" if seconds else "") + "---|" * len(tasks)]
     for name, points in runs.items():
-        places = sorted({place for series in points.values() for place, _ in series})
-        for place in places:
+        steps = sorted({step for series in points.values() for step, _ in series})
+        for step in steps:
             cells = []
             for task in tasks:
-                value = dict(points.get(task, [])).get(place)
+                value = dict(points.get(task, [])).get(step)
                 cells.append("-" if value is None else f"{value:.1%}")
-            where = f"{steps_of[name][place]} | {place / 60:.1f}" if timed else f"{place}"
+            where = f"{step} | {seconds[name][step] / 60:.1f}" if seconds else f"{step}"
             lines.append(f"| {name} | {where} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: dict[str, dict], path: Path, x: str = "steps") -> None:
+def plot(runs: dict[str, dict], path: Path, seconds: dict[str, dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,11 +92,11 @@ def plot(runs: dict[str, dict], path: Path, x: str = "steps") -> None:
     for axis, task in zip(axes[0], tasks):
         for name, points in runs.items():
             if task in points:
-                places, values = zip(*points[task])
-                places = [place / 60 for place in places] if x == "seconds" else places
+                steps, values = zip(*points[task])
+                places = [seconds[name][step] / 60 for step in steps] if seconds else steps
                 axis.plot(places, [100 * v for v in values], marker="o", label=name)
         axis.set_title(task)
-        axis.set_xlabel("training minutes" if x == "seconds" else "optimizer steps")
+        axis.set_xlabel("training minutes" if seconds else "optimizer steps")
         axis.set_ylabel("acc@40ms (%)")
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -119,26 +116,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="curves against optimizer steps (default) or training time, for recipes whose steps "
                         "cost different amounts (e.g. --questions-per-clip)")
     args = parser.parse_args(argv)
-    runs, steps_of = {}, {}
+    runs, seconds = {}, {}
     for given in args.runs:
         name, _, folder = str(given).rpartition("=")
         name = name or Path(folder).name
         runs[name] = curves(Path(folder))
         if args.x == "seconds":
-            seconds = training_seconds(Path(folder))
-            timed = by_seconds(runs[name], seconds, Path(folder))
-            steps_of[name] = {place: step for task in runs[name]
-                              for (step, _), (place, _) in zip(runs[name][task], timed[task])}
-            runs[name] = timed
+            steps = {step for series in runs[name].values() for step, _ in series}
+            seconds[name] = seconds_at(steps, training_seconds(Path(folder)), Path(folder))
     command = "framestamp bench recipes " + " ".join(argv if argv is not None else sys.argv[3:])
-    text = markdown(runs, command, args.note, steps_of if args.x == "seconds" else None)
+    text = markdown(runs, command, args.note, seconds or None)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.out / f"{args.name}.md") as path:
             path.write_text(text)
         with atomic_path(args.out / f"{args.name}.png") as path:
-            plot(runs, path, args.x)
+            plot(runs, path, seconds or None)
     return 0
 
 
