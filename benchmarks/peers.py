@@ -120,14 +120,14 @@ def peer_answers(examples, manifest_dir: Path, progress: bool = True) -> dict[st
 
 def framestamp_answers(model_path: Path, examples, manifest_dir: Path, batch_size: int = 8,
                        progress: bool = True) -> dict[str, np.ndarray]:
-    """example id -> framestamp's times, from a checkpoint (PyTorch) or an exported artifact (ONNX Runtime)."""
+    """example id -> framestamp's times, from a checkpoint (PyTorch) or an exported artifact (ONNX Runtime),
+    answered as ``framestamp evaluate`` and the runtime answer (a transcript timed by its words)."""
     import torch
-    from tqdm import tqdm
 
     from framestamp.runtime.features import FeatureSettings
-    from framestamp.training.batches import AudioCache, collate
+    from framestamp.training.batches import AudioCache
     from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import default_method, predict
+    from framestamp.training.evaluate import answer_examples
 
     if (model_path / "manifest.json").is_file():
         from framestamp.export.parity import OnnxModel
@@ -137,16 +137,9 @@ def framestamp_answers(model_path: Path, examples, manifest_dir: Path, batch_siz
     else:
         model, description = load_checkpoint(model_path)
     features = AudioCache(manifest_dir, FeatureSettings.from_json(description["features"]))
-    method = default_method(model.head_config.objective)
-    ordered = sorted(examples, key=lambda example: example.duration)
-    answers = {}
     with torch.no_grad():
-        for start in tqdm(range(0, len(ordered), batch_size), desc="framestamp", unit="batch", disable=not progress):
-            chunk = ordered[start:start + batch_size]
-            batch = collate(chunk, features, model.prompt_ids, model.pad_id)
-            for example, times in zip(chunk, predict(model, batch, method)):
-                answers[example.id] = np.sort(np.asarray(times, dtype=np.float64))
-    return answers
+        answers = answer_examples(model, examples, features, batch_size, progress=progress)
+    return {example.id: np.sort(np.asarray(times, dtype=np.float64)) for example, (times, _) in zip(examples, answers)}
 
 
 def score_table(examples, answers: dict[str, dict[str, np.ndarray]]) -> dict:

@@ -23,6 +23,9 @@ from framestamp.runtime.frames import FRAME_SECONDS
 _CHUNK_ELEMENTS = 2_000_000
 
 DECODINGS = ("ordered", "posterior")  # ordered_map first: the default
+# How a transcript is timed: each word asked as its own question and the answers aligned jointly (the
+# default), or the paper's one transcript question with one track for all its words.
+TRANSCRIPT_BY = ("words", "question")
 LOG_INTENSITY_HEADS = ("poisson", "interpolated")  # objectives whose head scores are log-intensities
 
 
@@ -578,3 +581,38 @@ def interval_ends_for(task: str, scores, channels, starts, frame_seconds: float 
                          bounded_by_next=task == "transcript")
     return interval_ends(scores[:, channels.index("inside")], starts, frame_seconds,
                          bounded_by_next=task == "transcript")
+
+
+def check_transcript_by(transcript_by: str) -> str:
+    """``transcript_by`` if it is one of ``TRANSCRIPT_BY``; an InputError naming them otherwise."""
+    if transcript_by not in TRANSCRIPT_BY:
+        raise InputError(f"transcript_by must be one of {', '.join(TRANSCRIPT_BY)}, got {transcript_by!r}")
+    return transcript_by
+
+
+def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=("onset",),
+                      frame_seconds: float = FRAME_SECONDS):
+    """A transcript's word starts (and ends) from each word's own head scores: forced alignment.
+
+    ``rows`` (words, frames, channels): row i the scores of the word question for transcript word i
+    ("the k-th occurrence of 'w'", k the times the transcript has said w so far), all of one clip.
+    "ordered" decoding puts word i on row i's track with f_1 < ... < f_n jointly (``ordered_map``
+    with a row per event): a word question alone confuses which word and which occurrence, the order
+    of the transcript settles it. "posterior" decodes each word on its own track. Ends, where the
+    channels give them, come from each word's own row (``interval_ends_for``), cut at the next word's
+    start. Returns (times (words,), ends (words,) or None)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 3 or rows.shape[0] == 0 or rows.shape[1] == 0:
+        raise InputError(f"rows must be (words, frames, channels) with at least one word and frame, got shape {rows.shape}")
+    onsets = rows[:, :, 0]
+    if check_decoding(decoding) == "ordered":
+        times = ordered_map(onsets, len(onsets), frame_seconds)
+    else:
+        times = np.array([decode_events(row, 1, objective, decoding, frame_seconds)[0] for row in onsets])
+    if "word" not in ended_tasks(channels):
+        return times, None
+    ends = np.array([interval_ends_for("word", row, channels, [start], frame_seconds)[0]
+                     for row, start in zip(rows, times)])
+    following = np.append(times[1:], np.inf)
+    ends = np.where(following > times, np.minimum(ends, following), ends)
+    return times, ends

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from framestamp.runtime.artifact import SHIPPED, SHIPPED_ARTIFACT, artifact_folder  # noqa: F401 (imported from here)
-from framestamp.runtime.decoding import DECODINGS
+from framestamp.runtime.decoding import DECODINGS, TRANSCRIPT_BY
 from framestamp.runtime.formats import FORMATS
 
 # What the head's per-frame scores are, by objective (the --plot's lower axis).
@@ -27,8 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                           "do not matter (Dog, == dog)")
     question.add_argument("--speaker", type=int, metavar="K", help="when the K-th speaker starts speaking")
     question.add_argument("--event", metavar="LABEL", help="when the event starts (its --occurrence-th time)")
-    parser.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT; with --word, only "
-                        "checks that the word occurs in TEXT at least --occurrence times")
+    parser.add_argument("--transcript", metavar="TEXT", help="the start of every word of TEXT; with --word, that word's "
+                        "--occurrence-th start in TEXT aligned (it must occur that often)")
+    parser.add_argument("--transcript-by", choices=TRANSCRIPT_BY, default="words",
+                        help="'words' (default) asks each word of --transcript as its own question and aligns the answers "
+                             "in order; 'question' is the paper's one transcript question (one decoder row, less accurate)")
     parser.add_argument("--occurrence", type=int, help="k-th occurrence for --word/--event (default 1)")
     parser.add_argument("--artifact", type=artifact_folder, default=SHIPPED,
                         help="artifact folder from `framestamp export`, or 'shipped' (default: the shipped model)")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         windows["overlap_seconds"] = args.overlap
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
                       precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind,
-                      **windows)
+                      transcript_by=args.transcript_by, **windows)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:

@@ -22,14 +22,14 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import (check_decoding, decode_events, ended_tasks, event_confidence, interval_ends_for,
-                                        ordered_map)
+from framestamp.runtime.decoding import (align_word_tracks, check_decoding, check_transcript_by, decode_events, ended_tasks,
+                                        event_confidence, interval_ends_for, ordered_map)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.merging import MergingGraphs, check_ratio
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
-                                        prompt_ids, render_prompt, special_token_id)
+                                        prompt_ids, render_prompt, special_token_id, transcript_word_questions)
 from framestamp.runtime.windows import SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
@@ -111,6 +111,9 @@ class Locator:
     ``max_seconds`` / ``max_prompt_tokens`` refuse longer inputs; engines set them from their profile.
     ``decoding`` is "ordered" (a transcript's words on distinct, separated frames, chosen jointly) or
     "posterior" (the paper's per-event posterior mode); for one event they agree.
+    ``transcript_by`` is "words" (each word of a transcript asked as its own question, the k-th time
+    the transcript says it, and the answers aligned in order: ``align_word_tracks``) or "question"
+    (the paper's one transcript question, one track for all its words; fewer decoder rows, less accurate).
     ``merge`` merges that share of the audio tokens away before the decoder (training-free, runtime/
     merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
     Audio longer than ``window_seconds`` is answered a window at a time, ``overlap_seconds`` shared by
@@ -121,9 +124,10 @@ class Locator:
                  threads: int | None = None, precision: str | None = None, batch_size: int = 8,
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
                  decoding: str = "ordered", count_check: bool = True,
-                 merge: float | None = None, merge_kind: str = "local",
+                 merge: float | None = None, merge_kind: str = "local", transcript_by: str = "words",
                  window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS):
         self.decoding = check_decoding(decoding)
+        self.transcript_by = check_transcript_by(transcript_by)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
         _check_window(window_seconds, overlap_seconds)
         self.folder = artifact_folder(artifact)
@@ -188,7 +192,10 @@ class Locator:
 
     # ------------------------------------------------------------------------------ questions
     def word(self, audio, word: str, occurrence: int = 1, transcript: str | None = None, **options) -> Timestamps:
-        """When the ``occurrence``-th ``word`` starts. With ``transcript``, checks it occurs that often.
+        """When the ``occurrence``-th ``word`` starts. With ``transcript`` (what the audio says), checks it
+        occurs that often and, timing transcripts by their words (the default), answers from the aligned
+        transcript: the order of the words settles which word and which occurrence is which. The
+        answer's track (``with_intensity``) is then the transcript's.
 
         Words are compared and asked about as training spelled them (``normalize_word``): "Dog," is "dog".
         """
@@ -196,12 +203,19 @@ class Locator:
             asked = _one_word(word)
             if not isinstance(transcript, str):
                 raise InputError(f"transcript must be a string, got {type(transcript).__name__}")
-            found = [said for _, said in normalize_transcript(transcript) if said == asked]
-            if not found:
+            positions = [index for index, (_, said) in enumerate(normalize_transcript(transcript)) if said == asked]
+            if not positions:
                 raise InputError(f"the word {asked!r} is not in the transcript; ask about one of its words")
-            if isinstance(occurrence, int) and occurrence > len(found):
-                raise InputError(f"{asked!r} occurs {len(found)} time(s) in the transcript; "
+            if isinstance(occurrence, int) and occurrence > len(positions):
+                raise InputError(f"{asked!r} occurs {len(positions)} time(s) in the transcript; "
                                  f"cannot ask for the {ordinal(occurrence)}")
+            if (self.transcript_by == "words" and isinstance(occurrence, int) and not isinstance(occurrence, bool)
+                    and occurrence >= 1):
+                aligned = self.transcript(audio, transcript, **options)
+                index = positions[occurrence - 1]
+                return replace(aligned, task="word", question=render_prompt("word", {"word": asked, "occurrence": occurrence}),
+                               words=None, times=aligned.times[index:index + 1],
+                               confidence=aligned.confidence[index:index + 1], ends=aligned.ends[index:index + 1])
         return self.run([Query(audio, "word", {"word": word, "occurrence": occurrence}, **options)])[0]
 
     def speaker(self, audio, k: int = 1, **options) -> Timestamps:
@@ -228,7 +242,8 @@ class Locator:
         With ordered decoding (the default) the k-th is decoded jointly with them: the most probable
         frames f_1 < ... < f_k, each scored on its own question's track (``ordered_map`` with a row per
         event), so it cannot land on or before an earlier occurrence. Their own answers warn when the
-        k-th lands where an earlier question answered.
+        k-th lands where an earlier question answered. A transcript timed by its words
+        (``transcript_by="words"``) asks its words' questions in the same passes instead of its own.
         """
         if isinstance(queries, (Query, str, bytes)) or not isinstance(queries, Sequence):
             raise InputError(f"run() takes a list of Query objects, e.g. run([query]); got {type(queries).__name__}")
@@ -239,14 +254,24 @@ class Locator:
             answers.update({index: self._windowed(queries[index], stream) for index, stream in long.items()})
             return [answers[index] for index in range(len(queries))]
         asked = [self._prepare(query) for query in queries]
+        words = [self._transcript_words(one) for one in asked]  # a transcript's word questions, or none
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
-        everything = asked + [one for group in earlier for one in group]
+        everything = asked + [one for group in words + earlier for one in group]
+        # A transcript timed by its words needs no pass of its own question.
+        needed = [i for i in range(len(everything)) if i >= len(asked) or not words[i]]
         scores: list[np.ndarray | None] = [None] * len(everything)
-        for chunk in self._batches(everything):
-            for index, rows in zip(chunk, self._forward([everything[i] for i in chunk])):
-                scores[index] = rows
-        results, position = [], len(asked)
+        for chunk in self._batches([everything[i] for i in needed]):
+            for i, rows in zip(chunk, self._forward([everything[needed[i]] for i in chunk])):
+                scores[needed[i]] = rows
+        results, position, word_rows = [], len(asked), []
+        for group in words:
+            word_rows.append(scores[position:position + len(group)])
+            position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
+            if words[index]:
+                answer, peak = self._aligned(one, word_rows[index])
+                results.append(self._with_warnings(one, answer, peak, {}))
+                continue
             earlier_rows = scores[position:position + len(group)]
             before = {other.occurrence: self._decode(other, rows)[0] for other, rows in zip(group, earlier_rows)}
             position += len(group)
@@ -301,17 +326,39 @@ class Locator:
 
         stitched = np.full((frames, len(self.manifest["channels"])), np.nan, dtype=np.float64)
         times, confidence, missing = [], [], None
+        word_ends = None  # a transcript timed by its words: each word's end from its own row
         if query.task == "transcript":
-            said = fields["transcript"].split()
-            stretches = align_transcript(
-                windows, said, lambda window, part: ask(window, [render_prompt("transcript", {"transcript": " ".join(part)})]),
-                self.objective, self.decoding)
+            said, by_words = fields["transcript"].split(), self.transcript_by == "words"
+
+            def ask_part(window: Window, part: list[str]) -> np.ndarray:
+                if by_words:
+                    return ask(window, [render_prompt("word", asked) for asked in transcript_word_questions(part)])
+                return ask(window, [render_prompt("transcript", {"transcript": " ".join(part)})])
+
+            stretches = align_transcript(windows, said, ask_part, self.objective, self.decoding, by_words)
+            word_ends = [] if by_words and query.task in self.ended_tasks else None
             for stretch in stretches:
-                if stretch.word_count:
+                if not stretch.word_count:
+                    continue
+                offset = stretch.window.own_start * self.frame_seconds
+                if by_words:
+                    combined = (stretch.track.max(axis=0) if self.objective == "binary"
+                                else np.logaddexp.reduce(stretch.track, axis=0))
+                    owned = self._own(stitched, stretch.window, combined)
+                    skip = stretch.window.own_start - stretch.window.start
+                    rows = stretch.track[:, skip:skip + len(owned)]
+                    found, found_ends = align_word_tracks(rows, self.objective, self.decoding, self.channels,
+                                                          self.frame_seconds)
+                    confidence += [event_confidence(row[:, 0], [time], self.objective, self.frame_seconds)[0]
+                                   for row, time in zip(rows, found)]
+                    if word_ends is not None:
+                        word_ends += list(found_ends + offset)
+                else:
                     owned = self._own(stitched, stretch.window, stretch.track)
-                    found = decode_events(owned[:, 0], stretch.word_count, self.objective, self.decoding, self.frame_seconds)
+                    found = decode_events(owned[:, 0], stretch.word_count, self.objective, self.decoding,
+                                          self.frame_seconds)
                     confidence += list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
-                    times += list(found + stretch.window.own_start * self.frame_seconds)
+                times += list(found + offset)
         else:
             def ask_occurrences(window: Window, numbers: list[int]) -> np.ndarray:
                 return ask(window, [render_prompt(query.task, {**fields, "occurrence": n}) for n in numbers])
@@ -324,7 +371,9 @@ class Locator:
             if not occurrence.complete:
                 missing = {number + 1: frame * self.frame_seconds for number, frame in enumerate(occurrence.found)}
         ends = ()
-        if query.task in self.ended_tasks:
+        if word_ends is not None:
+            ends = tuple(float(end) for end in word_ends)
+        elif query.task in self.ended_tasks:
             unheard = -1e4  # frames no window owns: outside anything, never an end
             found_ends = interval_ends_for(query.task, np.nan_to_num(stitched, nan=unheard), self.channels, times,
                                            self.frame_seconds)
@@ -381,6 +430,20 @@ class Locator:
         if frames < window.frames:  # the encoder may give a frame less than the grid at the recording's end
             scores = np.pad(scores, ((0, 0), (0, window.frames - frames), (0, 0)), mode="edge")
         return scores
+
+    def _transcript_words(self, one: "_Asked") -> list["_Asked"]:
+        """For a transcript timed by its words, each word's question on the same audio (the k-th time the
+        transcript says it); [] for any other question."""
+        if one.query.task != "transcript" or self.transcript_by != "words":
+            return []
+        questions = []
+        for fields in transcript_word_questions(one.fields["transcript"].split()):
+            question = render_prompt("word", fields)
+            questions.append(replace(one, query=replace(one.query, task="word", fields=fields, with_intensity=False),
+                                     fields=fields, question=question, count=1, words=None,
+                                     ids=prompt_ids(self.tokenizer, question, one.frames),
+                                     occurrence=fields["occurrence"]))
+        return questions
 
     def _earlier_occurrences(self, one: "_Asked") -> list["_Asked"]:
         """For the k-th occurrence of something, the questions for occurrences 1..k-1 on the same audio."""
@@ -555,6 +618,22 @@ class Locator:
         audio, frame_counts = np.asarray(audio)[clip_of], np.asarray(frame_counts)[clip_of]
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
+
+    def _aligned(self, one: "_Asked", word_rows: Sequence[np.ndarray]) -> tuple[Timestamps, float]:
+        """A transcript's answer from its words' head scores (one (frames, channels) array per word), and the
+        peak of their onset tracks. Its track (``with_intensity``): the words' summed intensities."""
+        rows = np.stack(word_rows)
+        times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds)
+        onsets = rows[:, :, 0]
+        confidence = [event_confidence(track, [time], self.objective, self.frame_seconds)[0]
+                      for track, time in zip(onsets, times)]
+        track = onsets.max(axis=0) if self.objective == "binary" else np.logaddexp.reduce(onsets, axis=0)
+        answer = Timestamps(task="transcript", question=one.question, times=tuple(float(t) for t in times),
+                            duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
+                            confidence=tuple(float(c) for c in confidence),
+                            ends=() if ends is None else tuple(float(end) for end in ends),
+                            log_intensity=track.astype(np.float32) if one.query.with_intensity else None)
+        return answer, float(onsets.max())
 
     def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
         """``one``'s times from its own head scores (frames, channels) alone."""

@@ -118,6 +118,16 @@ def render_prompt(task: str, fields: dict) -> str:
     return template.format(**values)
 
 
+def transcript_word_questions(words) -> list[dict]:
+    """The word question for each word of a transcript, in order: ``{"word": w, "occurrence": k}``
+    where the transcript says ``w`` for the k-th time (words spelled as training spelled them)."""
+    said: dict[str, int] = {}
+    questions = []
+    for word in words:
+        said[word] = said.get(word, 0) + 1
+        questions.append({"word": word, "occurrence": said[word]})
+    return questions
+
 # ----------------------------------------------------------------------------- the chat layout
 # One user turn: the question, then the audio block (one placeholder per 40 ms frame), then the
 # assistant turn, where the token baseline writes its answer. Qwen2.5-Omni and Qwen2-Audio share

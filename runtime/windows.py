@@ -20,7 +20,9 @@ in recording order:
   words as the recording's average speaking rate puts in a window (the model spreads whatever words
   it is given over the speech it hears, so asking for spare words would squeeze them all in). The
   words a window places in its owned stretch are committed to it, so every word belongs to exactly
-  one stretch, in order; the last window takes the words left.
+  one stretch, in order; the last window takes the words left. Timed by its words (the runtime's
+  default), a window is asked each word's question instead, the k-th time the window's part says it,
+  and places them by ``align_word_tracks``.
 
 Decoding then runs once on the stitched track, each event held to the owned stretch it was committed
 to (an ordered decode per stretch, which is the global ordered decode with that constraint, in time
@@ -37,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from framestamp.runtime.audio import MAX_FLOAT_PEAK, _check_complete, to_model_rate
-from framestamp.runtime.decoding import decode_events
+from framestamp.runtime.decoding import align_word_tracks, decode_events
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS, HOP_LENGTH, SAMPLE_RATE, audio_frames_for_mel
 
@@ -219,16 +221,17 @@ class Stretch:
     """One owned stretch of a transcript: its window's track and the words committed to it."""
 
     window: Window
-    track: np.ndarray  # (window.frames, channels)
+    track: np.ndarray  # (window.frames, channels); timed by words: (word_count, window.frames, channels), a row a word
     first_word: int
     word_count: int
 
 
 def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, objective: str,
-                     decoding: str) -> list[Stretch]:
+                     decoding: str, by_words: bool = False) -> list[Stretch]:
     """Each window asked for the transcript's words it should hold, in order; every word committed to one stretch.
 
-    ``ask(window, [words])`` returns the scores (1, frames, channels) of the transcript question over ``words``.
+    ``ask(window, [words])`` returns the scores (1, frames, channels) of the transcript question over
+    ``words``, or with ``by_words`` the scores (len(words), frames, channels) of each word's question.
     """
     count, frames = len(words), windows[-1].stop
     committed: list[int] = []  # the frame each word was placed at by the window that owns it, in order
@@ -249,13 +252,15 @@ def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, 
         held = max(1, round(count * window.frames / frames), len(committed) - first + 1)
         asked = count - first if last_window else min(count - first, held, window.frames)
         scores = ask(window, list(words[first:first + asked]))
-        placed = window.start + np.floor(decode_events(scores[0, :, 0], asked, objective, decoding)
-                                         / FRAME_SECONDS).astype(np.int64)
-        new_words = 0
-        for frame in placed[len(committed) - first:]:
+        times = (align_word_tracks(scores, objective, decoding)[0] if by_words
+                 else decode_events(scores[0, :, 0], asked, objective, decoding))
+        placed = window.start + np.floor(times / FRAME_SECONDS).astype(np.int64)
+        context, new_words = len(committed) - first, 0  # the rows of words placed before: asked as context
+        for frame in placed[context:]:
             if frame >= window.own_stop and not last_window:
                 break
             committed.append(max(int(frame), window.own_start))
             new_words += 1
-        stretches.append(Stretch(window, scores[0], len(committed) - new_words, new_words))
+        track = scores[context:context + new_words] if by_words else scores[0]
+        stretches.append(Stretch(window, track, len(committed) - new_words, new_words))
     return stretches

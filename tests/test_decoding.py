@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from framestamp.runtime import InputError, decoding
 from framestamp.runtime.decoding import (
+    align_word_tracks,
     binary_count,
     binary_top_k,
     decode_events,
@@ -546,3 +547,31 @@ def test_ends_come_from_the_end_channel_where_there_is_one():
     assert interval_ends_for("event", scores[:, :2], ("onset", "inside"), starts) is None
     assert interval_ends_for("speaker", scores, ("onset", "inside", "end"), starts) is None
     assert ended_tasks(("onset",)) == ()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_words_aligned_from_their_own_tracks_are_the_brute_force_maximiser(seed):
+    """Word i on row i's track, in order, two frames apart: the best-scoring increasing tuple, found by
+    trying them all; each word's end from its own row's end channel, cut at the next word's start."""
+    rng = np.random.default_rng(seed)
+    words, frames = 3, 11
+    rows = rng.normal(0.0, 2.0, size=(words, frames, 3))  # channels: onset, inside, end
+    best = max((tuple_ for tuple_ in itertools.combinations(range(frames), words)
+                if all(b - a >= 2 for a, b in zip(tuple_, tuple_[1:]))),
+               key=lambda tuple_: sum(rows[i, f, 0] for i, f in enumerate(tuple_)))
+    times, ends = align_word_tracks(rows, "poisson", "ordered", ("onset", "inside", "end"), FRAME)
+    np.testing.assert_allclose(times, (np.array(best) + 0.5) * FRAME)
+    for i, (start, end) in enumerate(zip(times, ends)):
+        own = end_times(rows[i, :, 2], [start], FRAME, max_seconds=2.0)[0]
+        following = times[i + 1] if i + 1 < words else np.inf
+        assert end == pytest.approx(min(own, following))
+    alone, _ = align_word_tracks(rows, "poisson", "posterior", ("onset",), FRAME)
+    np.testing.assert_allclose(alone, (rows[:, :, 0].argmax(axis=1) + 0.5) * FRAME)  # each word on its own track
+    assert align_word_tracks(rows, "binary", "ordered", ("onset",), FRAME)[1] is None  # no end or inside channel
+
+
+def test_align_word_tracks_refuses_what_is_not_a_row_per_word():
+    with pytest.raises(InputError, match=r"rows must be \(words, frames, channels\)"):
+        align_word_tracks(np.zeros((4, 3)), "poisson")
+    with pytest.raises(InputError, match="decoding must be one of"):
+        align_word_tracks(np.zeros((2, 5, 1)), "poisson", "viterbi")

@@ -44,20 +44,17 @@ def test_timestamps_equal_pytorchs_on_the_shipped_model(clips, locator):
     import torch
 
     from framestamp.runtime.features import FeatureSettings
-    from framestamp.training.batches import AudioCache, collate
+    from framestamp.training.batches import AudioCache
     from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import predict
+    from framestamp.training.evaluate import answer_examples
 
     folder, examples = clips
     chosen = [e for task in ("word", "speaker", "event", "transcript") for e in examples if e.task == task][::3]
     assert {e.task for e in chosen} == {"word", "speaker", "event", "transcript"}
     model, description = load_checkpoint(CHECKPOINT)
     features = AudioCache(folder, FeatureSettings.from_json(description["features"]))
-    expected = []
-    for start in range(0, len(chosen), 4):
-        batch = collate(chosen[start:start + 4], features, model.prompt_ids, model.pad_id)
-        with torch.no_grad():
-            expected += predict(model.eval(), batch, "poisson")
+    with torch.no_grad():  # transcripts timed by their words, a k-th occurrence with 1..k-1: as the runtime answers
+        expected = [times for times, _ in answer_examples(model, chosen, features, 4, "poisson", progress=False)]
     found = locator.run([query_for(e, folder) for e in chosen])
     for example, theirs, ours in zip(chosen, expected, found):
         assert ours.question == example.question
@@ -245,20 +242,51 @@ def test_formats_read_back(clips, locator, tmp_path):
     assert json.loads(render(result, "json"))["times"] == [round(t, 3) for t in result.times]
 
 
-def test_transcripts_decode_jointly_unless_asked_for_the_posterior_mode(clips, locator, capsys):
+def test_transcript_questions_decode_jointly_unless_asked_for_the_posterior_mode(clips, capsys):
     folder, examples = clips
     example = next(e for e in examples if e.task == "transcript" and len(e.times) > 2)
     query = replace(query_for(example, folder), with_intensity=True)
-    joint = locator.run([query])[0]
+    joint = Locator(ARTIFACT, threads=1, transcript_by="question").run([query])[0]
     log_intensity = joint.log_intensity.astype(np.float64)
     np.testing.assert_allclose(joint.times, ordered_map(log_intensity, len(example.times)), atol=1e-9)
     assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # distinct, two frames apart
-    per_event = Locator(ARTIFACT, threads=1, decoding="posterior").run([query])[0]
+    per_event = Locator(ARTIFACT, threads=1, decoding="posterior", transcript_by="question").run([query])[0]
     np.testing.assert_allclose(per_event.times, posterior_mode(log_intensity, len(example.times)), atol=1e-3)
-    assert main(["locate", query.audio, "--transcript", example.prompt["transcript"], "--decoding", "posterior"]) == 0
+    assert main(["locate", query.audio, "--transcript", example.prompt["transcript"], "--decoding", "posterior",
+                 "--transcript-by", "question"]) == 0
     assert json.loads(capsys.readouterr().out)["times"] == [round(t, 3) for t in per_event.times]
     with pytest.raises(InputError, match="decoding must be one of ordered, posterior"):
         Locator(ARTIFACT, decoding="viterbi")
+    with pytest.raises(InputError, match="transcript_by must be one of words, question"):
+        Locator(ARTIFACT, transcript_by="tokens")
+
+
+def test_transcripts_timed_by_their_words_align_each_words_own_track(clips, locator, capsys):
+    folder, examples = clips
+    example = max((e for e in examples if e.task == "transcript"), key=lambda e: len(e.times))
+    words = example.prompt["transcript"].split()
+    assert len(set(words)) < len(words)  # a word said twice: its second question asks for the 2nd occurrence
+    audio = str(folder / example.audio)
+    joint = locator.transcript(audio, example.prompt["transcript"])
+    seen = {}
+    tracks = []
+    for word in words:  # each word asked on its own, the k-th time the transcript says it
+        seen[word] = seen.get(word, 0) + 1
+        alone = locator.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
+        tracks.append(alone.log_intensity.astype(np.float64))
+    tracks = np.stack(tracks)
+    np.testing.assert_allclose(joint.times, ordered_map(tracks, len(words)), atol=1e-6)
+    assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # in order, two frames apart
+    assert len(joint.ends) == len(words) and all(end > start for start, end in zip(joint.times, joint.ends))
+    per_word = Locator(ARTIFACT, threads=1, decoding="posterior").transcript(audio, example.prompt["transcript"])
+    np.testing.assert_allclose(per_word.times, (tracks.argmax(axis=1) + 0.5) * joint.frame_seconds, atol=1e-6)
+    # the k-th time the transcript says a word, asked with that transcript: the aligned transcript's answer
+    twice = next(word for word in words if words.count(word) > 1)
+    second = [i for i, word in enumerate(words) if word == twice][1]
+    answer = locator.word(audio, twice, 2, transcript=example.prompt["transcript"])
+    assert answer.times == joint.times[second:second + 1] and answer.task == "word"
+    assert main(["locate", audio, "--word", twice, "--occurrence", "2", "--transcript", example.prompt["transcript"]]) == 0
+    assert json.loads(capsys.readouterr().out)["times"] == [round(joint.times[second], 3)]
 
 
 def test_words_on_one_frame_share_an_interval():

@@ -74,8 +74,9 @@ class ListeningGraphs:
         return scores
 
 
-def listening(window_seconds, overlap_seconds=4.0):
-    locator = Locator(ARTIFACT, threads=1, window_seconds=window_seconds, overlap_seconds=overlap_seconds)
+def listening(window_seconds, overlap_seconds=4.0, transcript_by="words"):
+    locator = Locator(ARTIFACT, threads=1, window_seconds=window_seconds, overlap_seconds=overlap_seconds,
+                      transcript_by=transcript_by)
     locator.graphs = ListeningGraphs(locator.tokenizer, len(locator.manifest["channels"]))
     locator.absent_below, locator.vocabulary = {}, None  # the shipped model's thresholds do not fit this one
     return locator
@@ -115,16 +116,18 @@ def test_the_kth_occurrence_counts_from_the_recordings_start_across_window_bound
 
 @pytest.mark.parametrize("window, overlap, spacing, shift", [(12.0, 4.0, 25, 0), (12.0, 4.0, 25, -1), (12.0, 4.0, 25, 1),
                                                              (12.0, 2.0, 9, 0)])
-def test_a_transcript_aligns_over_the_whole_recording_in_order(window, overlap, spacing, shift):
-    """Words at a steady rate, on the window and owned-stretch boundaries (shift 0) or a frame either side."""
+@pytest.mark.parametrize("by", ["words", "question"])
+def test_a_transcript_aligns_over_the_whole_recording_in_order(window, overlap, spacing, shift, by):
+    """Words at a steady rate, on the window and owned-stretch boundaries (shift 0) or a frame either side;
+    timed by each word's question (the k-th time the window's part says it) or by the transcript question."""
     seconds = 50.0
     edges = list(range(spacing + shift, round(seconds * 25) - 8, spacing))
     words = [str(w) for w in np.random.default_rng(spacing + shift).choice(list(TONES), size=len(edges))]
     audio = bursts_recording(list(zip(edges, words)), seconds)
     transcript = " ".join(words)
-    expected = listening(None).transcript(audio, transcript, rate=RATE)
+    expected = listening(None, transcript_by=by).transcript(audio, transcript, rate=RATE)
     assert expected.times == pytest.approx([f * 0.04 + 0.02 for f in edges])
-    found = listening(window, overlap).transcript(audio, transcript, rate=RATE)
+    found = listening(window, overlap, transcript_by=by).transcript(audio, transcript, rate=RATE)
     assert found.times == pytest.approx(expected.times, abs=1e-9) and found.words == tuple(words)
 
 

@@ -5,7 +5,10 @@
 The number of events is known from the question (one, or the transcript's words), as in the
 paper. Frame heads decode with ``ordered_map`` by default: a transcript's words on distinct,
 separated frames, and the k-th occurrence of a word, event or speaker jointly with occurrences
-1..k-1 asked of the same clip (as the runtime does); ``--decoding posterior`` is the paper's per-event ``posterior_mode`` (Poisson)
+1..k-1 asked of the same clip (as the runtime does). A transcript is timed as the runtime times it:
+each of its words asked as its own question and the answers aligned in order (``--transcript-by
+words``, ``align_word_tracks``), or the paper's one transcript question (``--transcript-by question``).
+``--decoding posterior`` is the paper's per-event ``posterior_mode`` (Poisson)
 or top-k frames (binary). The token baseline generates its JSON answer greedily with a KV cache and
 malformed answers count as misses.
 """
@@ -21,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import (DECODINGS, check_decoding, decode_events, ended_tasks, interval_ends_for,
-                                        ordered_map)
+from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, align_word_tracks, check_decoding, check_transcript_by,
+                                        decode_events, ended_tasks, interval_ends_for, ordered_map)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.merging import DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, HEAD_PLACES, MERGE_KINDS, POSITION_KINDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
-from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id
+from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id, transcript_word_questions
 
 METHODS = ("poisson", "binary", "tokens")
 
@@ -113,11 +116,13 @@ def predict(model, batch, method: str, decoding: str = "ordered", merging=None) 
 
 
 @torch.no_grad()
-def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None, earlier=None):
+def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None, earlier=None,
+                      word_rows=None):
     """(times per example, ends per example): ends from the head's end channel, else its inside
     channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
     ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders. ``earlier``
-    as ``decode_frames``."""
+    as ``decode_frames``. ``word_rows[b]``, when given and not None: the scores (words, frames,
+    channels) of transcript example b's word questions, which then time it (``align_word_tracks``)."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -140,6 +145,9 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
         if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
             rows = np.stack([output.plans[b].spread(rows[:, c]) for c in range(rows.shape[1])], axis=1)
         ends[b] = interval_ends_for(example.task, rows, channels, times[b], FRAME_SECONDS)
+    for b, rows in enumerate(word_rows or ()):
+        if rows is not None:
+            times[b], ends[b] = align_word_tracks(rows, method, decoding, channels, FRAME_SECONDS)
     return times, ends
 
 
@@ -198,50 +206,31 @@ def _occurrence_order(key: str) -> tuple[str, int]:
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
              device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-             merging=None) -> Evaluation:
-    """Score ``model`` on ``examples`` (features: an AudioCache) task by task; frame heads decode with
-    ``decoding`` (one of DECODINGS). ``merging`` (a ``Merging``) merges audio tokens before the decoder."""
-    from tqdm import tqdm
-
-    from framestamp.training.batches import collate
-
+             merging=None, transcript_by: str = "words") -> Evaluation:
+    """Score ``model`` on ``examples`` (features: an AudioCache) task by task, answered as ``answer_examples`` answers them."""
     method = method or default_method(model.head_config.objective)
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    check_decoding(decoding)
-    if method != "tokens" and not model.head_config.uses_frames:
-        raise InputError("this checkpoint has no frame head (objective 'tokens'): evaluate with --method tokens")
-    model.eval()
-    ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
+    answers = answer_examples(model, examples, features, batch_size, method, device, progress, decoding, merging,
+                              transcript_by)
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
-    joint = (method != "tokens" and decoding == "ordered" and (merging is None or merging.head == "frames"))
-    earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
-    for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
-                      disable=not progress):
-        chunk = ordered[start:start + batch_size]
-        batch = collate(chunk, features, model.prompt_ids, model.pad_id,
-                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
-        earlier_rows = [earlier.get(id(example), []) for example in chunk]
-        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
-                                                                  earlier_rows)):
-            expected = np.asarray(example.times)
-            if times is None or len(times) != len(expected):
-                malformed[example.task] += times is None
-                times = np.full(len(expected), np.nan)  # a miss for every time asked
-                ends = None if ends is None else np.full(len(expected), np.nan)
-            order = np.argsort(times, kind="stable")
-            predicted[example.task].extend(np.asarray(times)[order])
-            reference[example.task].extend(expected)
-            if example.task != "transcript":
-                asked = int(example.prompt.get("occurrence", 1))
-                key = f"{example.task} #{asked}" if asked < OCCURRENCE_ROWS else f"{example.task} #{OCCURRENCE_ROWS}+"
-                by_occurrence[key][0].extend(np.asarray(times)[order])
-                by_occurrence[key][1].extend(expected)
-            if ends is not None and example.ends is not None:
-                predicted_spans[example.task].extend(zip(np.asarray(times)[order], np.asarray(ends)[order]))
-                reference_spans[example.task].extend(zip(example.times, example.ends))
+    for example, (times, ends) in zip(examples, answers):
+        expected = np.asarray(example.times)
+        if times is None or len(times) != len(expected):
+            malformed[example.task] += times is None
+            times = np.full(len(expected), np.nan)  # a miss for every time asked
+            ends = None if ends is None else np.full(len(expected), np.nan)
+        order = np.argsort(times, kind="stable")
+        predicted[example.task].extend(np.asarray(times)[order])
+        reference[example.task].extend(expected)
+        if example.task != "transcript":
+            asked = int(example.prompt.get("occurrence", 1))
+            key = f"{example.task} #{asked}" if asked < OCCURRENCE_ROWS else f"{example.task} #{OCCURRENCE_ROWS}+"
+            by_occurrence[key][0].extend(np.asarray(times)[order])
+            by_occurrence[key][1].extend(expected)
+        if ends is not None and example.ends is not None:
+            predicted_spans[example.task].extend(zip(np.asarray(times)[order], np.asarray(ends)[order]))
+            reference_spans[example.task].extend(zip(example.times, example.ends))
     tasks = {task: timestamp_scores(predicted[task], reference[task]) for task in sorted(reference)}
     ends = {task: timestamp_scores([end for _, end in predicted_spans[task]], [end for _, end in reference_spans[task]])
             for task in sorted(reference_spans)}
@@ -252,33 +241,96 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
                       decoding=None if method == "tokens" else decoding, ends=ends, intervals=spans)
 
 
+def answer_examples(model, examples, features, batch_size: int = 8, method: str | None = None,
+                    device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
+                    merging=None, transcript_by: str = "words") -> list[tuple]:
+    """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
+    answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
+    occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY). ``merging`` (a
+    ``Merging``) merges audio tokens before the decoder. Times are None for a malformed generated answer."""
+    from tqdm import tqdm
+
+    from framestamp.training.batches import collate
+
+    method = method or default_method(model.head_config.objective)
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_decoding(decoding)
+    check_transcript_by(transcript_by)
+    if method != "tokens" and not model.head_config.uses_frames:
+        raise InputError("this checkpoint has no frame head (objective 'tokens'): evaluate with --method tokens")
+    model.eval()
+    ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
+    frames_read = method != "tokens" and (merging is None or merging.head == "frames")  # a track per 40 ms frame
+    joint = frames_read and decoding == "ordered"
+    earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
+    by_words = frames_read and transcript_by == "words"
+    words = transcript_word_rows(model, ordered, features, batch_size, device, merging, progress) if by_words else {}
+    answers = {}
+    for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
+                      disable=not progress):
+        chunk = ordered[start:start + batch_size]
+        batch = collate(chunk, features, model.prompt_ids, model.pad_id,
+                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
+        earlier_rows = [earlier.get(id(example), []) for example in chunk]
+        word_rows = [words.get(id(example)) for example in chunk]
+        for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
+                                                                  earlier_rows, word_rows)):
+            answers[id(example)] = (times, ends)
+    return [answers[id(example)] for example in examples]
+
+
 OCCURRENCE_TASKS = ("word", "event", "speaker")
 
 
 @torch.no_grad()
+def question_rows(model, questions, features, batch_size: int, device, merging=None, progress: bool = False,
+                  desc: str = "questions") -> list[np.ndarray]:
+    """The head scores (frames, channels) per 40 ms frame of each of ``questions`` (Examples), in
+    batches that hold each clip's log-mel once."""
+    from tqdm import tqdm
+
+    from framestamp.training.batches import collate
+
+    rows = []
+    for start in tqdm(range(0, len(questions), batch_size), desc=f"evaluate ({desc})", unit="batch",
+                      disable=not progress or not questions):
+        batch = collate(questions[start:start + batch_size], features, model.prompt_ids, model.pad_id,
+                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
+        output = model.run_batch(batch, merging)
+        scores, frame_mask = output.scores.cpu().double().numpy(), output.frame_mask.cpu().numpy()
+        rows += [scores[row][frame_mask[row]] for row in range(len(scores))]
+    return rows
+
+
 def earlier_occurrence_tracks(model, examples, features, batch_size: int, device, merging=None,
                               progress: bool = False) -> dict[int, list[np.ndarray]]:
     """id(example) -> the onset tracks (per 40 ms frame) of occurrences 1..k-1 of each k-th occurrence
     question (k >= 2) in ``examples``, each asked of the same clip: what ordered decoding decodes the
     k-th with, as the runtime's count check asks them."""
-    from tqdm import tqdm
-
-    from framestamp.training.batches import collate
-
     asked = [(example, number) for example in examples if example.task in OCCURRENCE_TASKS
              for number in range(1, int(example.prompt.get("occurrence", 1)))]
+    questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in asked]
     tracks = defaultdict(dict)
-    for start in tqdm(range(0, len(asked), batch_size), desc="evaluate (earlier occurrences)", unit="batch",
-                      disable=not progress or not asked):
-        chunk = asked[start:start + batch_size]
-        questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in chunk]
-        batch = collate(questions, features, model.prompt_ids, model.pad_id,
-                        audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
-        output = model.run_batch(batch, merging)
-        scores, frame_mask = output.scores[..., 0].cpu().double().numpy(), output.frame_mask.cpu().numpy()
-        for row, (example, number) in enumerate(chunk):
-            tracks[id(example)][number] = scores[row][frame_mask[row]]
+    for (example, number), rows in zip(asked, question_rows(model, questions, features, batch_size, device, merging,
+                                                            progress, "earlier occurrences")):
+        tracks[id(example)][number] = rows[:, 0]
     return {key: [found[number] for number in sorted(found)] for key, found in tracks.items()}
+
+
+def transcript_word_rows(model, examples, features, batch_size: int, device, merging=None,
+                         progress: bool = False) -> dict[int, np.ndarray]:
+    """id(example) -> the head scores (words, frames, channels) of each transcript example's word
+    questions (``transcript_word_questions``), asked of its clip: what ``align_word_tracks`` times it with."""
+    asked = [(example, fields) for example in examples if example.task == "transcript"
+             for fields in transcript_word_questions(example.prompt["transcript"].split())]
+    questions = [replace(example, id=f"{example.id}#{index}", task="word", prompt=fields, times=(0.0,), ends=None)
+                 for index, (example, fields) in enumerate(asked)]
+    words = defaultdict(list)
+    for (example, _), rows in zip(asked, question_rows(model, questions, features, batch_size, device, merging,
+                                                       progress, "transcript words")):
+        words[id(example)].append(rows)
+    return {key: np.stack(rows) for key, rows in words.items()}
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -290,6 +342,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="frame heads: 'ordered' (default) puts a transcript's words on distinct frames, jointly, and a k-th "
                              "occurrence after occurrences 1..k-1 asked of the same clip; "
                              "'posterior' is the paper's per-event posterior mode (top-k frames for binary)")
+    parser.add_argument("--transcript-by", choices=TRANSCRIPT_BY, default="words",
+                        help="'words' (default) asks each transcript word as its own question and aligns the answers in "
+                             "order; 'question' is the paper's one transcript question")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens away before the decoder (0-1, training-free)")
     parser.add_argument("--merge-kind", choices=MERGE_KINDS, default="local",
@@ -340,7 +395,7 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
     merging = None if args.merge is None else Merging(args.merge, args.merge_kind, args.merge_positions,
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
-                      decoding=args.decoding, merging=merging)
+                      decoding=args.decoding, merging=merging, transcript_by=args.transcript_by)
     text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
     print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0
