@@ -127,7 +127,7 @@ def framestamp_answers(model_path: Path, examples, manifest_dir: Path, batch_siz
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache
     from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import answer_examples
+    from framestamp.training.evaluate import answer_examples, trained_words
 
     if (model_path / "manifest.json").is_file():
         from framestamp.export.parity import OnnxModel
@@ -138,7 +138,8 @@ def framestamp_answers(model_path: Path, examples, manifest_dir: Path, batch_siz
         model, description = load_checkpoint(model_path)
     features = AudioCache(manifest_dir, FeatureSettings.from_json(description["features"]))
     with torch.no_grad():
-        answers = answer_examples(model, examples, features, batch_size, progress=progress)
+        answers = answer_examples(model, examples, features, batch_size, progress=progress,
+                                  vocabulary=trained_words(description))
     return {example.id: np.sort(np.asarray(times, dtype=np.float64)) for example, (times, _) in zip(examples, answers)}
 
 

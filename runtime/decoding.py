@@ -590,6 +590,17 @@ def check_transcript_by(transcript_by: str) -> str:
     return transcript_by
 
 
+def transcript_rows(known, word_rows, question_rows) -> np.ndarray:
+    """The rows ``align_word_tracks`` aligns, (words, frames, channels): for a word the model was trained
+    to find (``known[i]``) its own question's scores, taken in order from ``word_rows`` (one (frames,
+    channels) array per known word), and for any other word the transcript question's scores
+    (``question_rows``, (frames, channels); may be None when every word is known). A word question
+    about a word never heard in training answers at chance; the transcript question's track still
+    marks where words start, and the known words around it pin down which start is its."""
+    word_rows = iter(word_rows)
+    return np.stack([next(word_rows) if heard else question_rows for heard in known])
+
+
 def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=("onset",),
                       frame_seconds: float = FRAME_SECONDS):
     """A transcript's word starts (and ends) from each word's own head scores: forced alignment.

@@ -23,7 +23,7 @@ from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactE
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
 from framestamp.runtime.decoding import (align_word_tracks, check_decoding, check_transcript_by, decode_events, ended_tasks,
-                                        event_confidence, interval_ends_for, ordered_map)
+                                        event_confidence, interval_ends_for, ordered_map, transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -112,7 +112,8 @@ class Locator:
     ``decoding`` is "ordered" (a transcript's words on distinct, separated frames, chosen jointly) or
     "posterior" (the paper's per-event posterior mode); for one event they agree.
     ``transcript_by`` is "words" (each word of a transcript asked as its own question, the k-th time
-    the transcript says it, and the answers aligned in order: ``align_word_tracks``) or "question"
+    the transcript says it, and the answers aligned in order: ``align_word_tracks``; a word outside the
+    artifact's training vocabulary takes the transcript question's track instead) or "question"
     (the paper's one transcript question, one track for all its words; fewer decoder rows, less accurate).
     ``merge`` merges that share of the audio tokens away before the decoder (training-free, runtime/
     merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
@@ -257,8 +258,9 @@ class Locator:
         words = [self._transcript_words(one) for one in asked]  # a transcript's word questions, or none
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
         everything = asked + [one for group in words + earlier for one in group]
-        # A transcript timed by its words needs no pass of its own question.
-        needed = [i for i in range(len(everything)) if i >= len(asked) or not words[i]]
+        # A transcript timed by its words needs its own question's pass only for words the model never heard.
+        needed = [i for i in range(len(everything))
+                  if i >= len(asked) or not words[i] or not all(self._known(asked[i]))]
         scores: list[np.ndarray | None] = [None] * len(everything)
         for chunk in self._batches([everything[i] for i in needed]):
             for i, rows in zip(chunk, self._forward([everything[needed[i]] for i in chunk])):
@@ -269,7 +271,7 @@ class Locator:
             position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
             if words[index]:
-                answer, peak = self._aligned(one, word_rows[index])
+                answer, peak = self._aligned(one, transcript_rows(self._known(one), word_rows[index], scores[index]))
                 results.append(self._with_warnings(one, answer, peak, {}))
                 continue
             earlier_rows = scores[position:position + len(group)]
@@ -331,9 +333,14 @@ class Locator:
             said, by_words = fields["transcript"].split(), self.transcript_by == "words"
 
             def ask_part(window: Window, part: list[str]) -> np.ndarray:
-                if by_words:
-                    return ask(window, [render_prompt("word", asked) for asked in transcript_word_questions(part)])
-                return ask(window, [render_prompt("transcript", {"transcript": " ".join(part)})])
+                whole = [render_prompt("transcript", {"transcript": " ".join(part)})]
+                if not by_words:
+                    return ask(window, whole)
+                known = [self.vocabulary is None or word in self.vocabulary for word in part]
+                questions = [render_prompt("word", fields)
+                             for fields, heard in zip(transcript_word_questions(part), known) if heard]
+                scores = ask(window, questions + ([] if all(known) else whole))
+                return transcript_rows(known, scores[:len(questions)], None if all(known) else scores[-1])
 
             stretches = align_transcript(windows, said, ask_part, self.objective, self.decoding, by_words)
             word_ends = [] if by_words and query.task in self.ended_tasks else None
@@ -431,13 +438,18 @@ class Locator:
             scores = np.pad(scores, ((0, 0), (0, window.frames - frames), (0, 0)), mode="edge")
         return scores
 
+    def _known(self, one: "_Asked") -> list[bool]:
+        """For each word of a transcript: whether the model was trained on it (all, where the artifact does not say)."""
+        return [self.vocabulary is None or word in self.vocabulary for word in one.fields["transcript"].split()]
+
     def _transcript_words(self, one: "_Asked") -> list["_Asked"]:
-        """For a transcript timed by its words, each word's question on the same audio (the k-th time the
-        transcript says it); [] for any other question."""
+        """For a transcript timed by its words, the question of each word the model was trained on, on the
+        same audio (the k-th time the transcript says it); [] for any other question."""
         if one.query.task != "transcript" or self.transcript_by != "words":
             return []
         questions = []
-        for fields in transcript_word_questions(one.fields["transcript"].split()):
+        asked = transcript_word_questions(one.fields["transcript"].split())
+        for fields in (fields for fields, known in zip(asked, self._known(one)) if known):
             question = render_prompt("word", fields)
             questions.append(replace(one, query=replace(one.query, task="word", fields=fields, with_intensity=False),
                                      fields=fields, question=question, count=1, words=None,
@@ -619,10 +631,9 @@ class Locator:
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
 
-    def _aligned(self, one: "_Asked", word_rows: Sequence[np.ndarray]) -> tuple[Timestamps, float]:
-        """A transcript's answer from its words' head scores (one (frames, channels) array per word), and the
-        peak of their onset tracks. Its track (``with_intensity``): the words' summed intensities."""
-        rows = np.stack(word_rows)
+    def _aligned(self, one: "_Asked", rows: np.ndarray) -> tuple[Timestamps, float]:
+        """A transcript's answer from its words' head scores (words, frames, channels) (``transcript_rows``),
+        and the peak of their onset tracks. Its track (``with_intensity``): the words' summed intensities."""
         times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds)
         onsets = rows[:, :, 0]
         confidence = [event_confidence(track, [time], self.objective, self.frame_seconds)[0]

@@ -1,6 +1,8 @@
 """The latency benchmark times honest work: its autoregressive paths generate the same greedy tokens,
 its frame-level paths decode the same timestamps, and generation is forced to the answer's length."""
 
+import json
+
 import pytest
 import torch
 
@@ -110,3 +112,22 @@ def test_shared_clips_benchmark_times_both_passes_and_they_answer_alike(tmp_path
     table = (tmp_path / "out" / "shared-clips.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| the 4th") or " word questions about" in line]
     assert len(rows) == 2 and all(row.endswith("| yes |") for row in rows)
+
+
+def test_transcripts_benchmark_counts_stacked_words_and_reports_both_modes(tmp_path):
+    from framestamp.benchmarks import transcripts
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+
+    # frames 5, 5, 9, 9: the second word shares the first's frame (true starts 300 ms apart: stacked), the
+    # fourth the third's (true starts 20 ms apart: a frame holds them both, not stacked)
+    assert transcripts.stacked([0.21, 0.22, 0.37, 0.39], [0.2, 0.5, 0.9, 0.92], 0.04) == 1
+
+    assert main(["synth", str(tmp_path / "clips"), "--tasks", "words", "--count", "2", "--seed", "5"]) == 0
+    manifest = tmp_path / "clips" / "manifest.jsonl"
+    assert main(["bench", "transcripts", str(manifest), "--limit", "2", "--out", str(tmp_path / "out")]) == 0
+    record = json.loads((tmp_path / "out" / "transcripts.json").read_text())
+    words = sum(len(e.times) for e in read_manifest(manifest) if e.task == "transcript")
+    assert set(record) == {f"{manifest}:words", f"{manifest}:question"}
+    assert all(found["words"] == words and 0 <= found["acc@40ms"] <= 1 for found in record.values())
+    assert "| words |" in (tmp_path / "out" / "transcripts.md").read_text()

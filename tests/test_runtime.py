@@ -46,7 +46,7 @@ def test_timestamps_equal_pytorchs_on_the_shipped_model(clips, locator):
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache
     from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import answer_examples
+    from framestamp.training.evaluate import answer_examples, trained_words
 
     folder, examples = clips
     chosen = [e for task in ("word", "speaker", "event", "transcript") for e in examples if e.task == task][::3]
@@ -54,7 +54,8 @@ def test_timestamps_equal_pytorchs_on_the_shipped_model(clips, locator):
     model, description = load_checkpoint(CHECKPOINT)
     features = AudioCache(folder, FeatureSettings.from_json(description["features"]))
     with torch.no_grad():  # transcripts timed by their words, a k-th occurrence with 1..k-1: as the runtime answers
-        expected = [times for times, _ in answer_examples(model, chosen, features, 4, "poisson", progress=False)]
+        expected = [times for times, _ in answer_examples(model, chosen, features, 4, "poisson", progress=False,
+                                                          vocabulary=trained_words(description))]
     found = locator.run([query_for(e, folder) for e in chosen])
     for example, theirs, ours in zip(chosen, expected, found):
         assert ours.question == example.question
@@ -357,3 +358,31 @@ def test_the_runtime_extra_pulls_nothing_heavier():
     names = {requirement.split(">")[0].split("=")[0].split("[")[0].strip()
              for requirement in project["dependencies"] + project["optional-dependencies"]["runtime"]}
     assert names == {"numpy", "onnxruntime", "tokenizers", "soundfile", "soxr"}
+
+
+def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_track(clips):
+    """A word question about a word outside the training vocabulary answers at chance: that word's row is the
+    transcript question's own track, the other words' rows their own questions' tracks, aligned in order."""
+    folder, examples = clips
+    example = max((e for e in examples if e.task == "transcript"), key=lambda e: len(e.times))
+    words, text = example.prompt["transcript"].split(), example.prompt["transcript"]
+    audio = str(folder / example.audio)
+    unheard = words[len(words) // 2]
+    partly = Locator(ARTIFACT, threads=1)
+    partly.vocabulary = frozenset(words) - {unheard}
+    answer = partly.transcript(audio, text)
+    whole = Locator(ARTIFACT, threads=1, transcript_by="question").run(
+        [Query(audio, "transcript", {"transcript": text}, with_intensity=True)])[0].log_intensity.astype(np.float64)
+    seen, rows = {}, []
+    for word in words:
+        seen[word] = seen.get(word, 0) + 1
+        if word == unheard:
+            rows.append(whole)
+        else:
+            alone = partly.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
+            rows.append(alone.log_intensity.astype(np.float64))
+    np.testing.assert_allclose(answer.times, ordered_map(np.stack(rows), len(words)), atol=1e-6)
+    assert any(repr(unheard) in warning for warning in answer.warnings)  # and it says the word is unknown
+    nothing_known = Locator(ARTIFACT, threads=1)
+    nothing_known.vocabulary = frozenset({"zzz"})
+    np.testing.assert_allclose(nothing_known.transcript(audio, text).times, ordered_map(whole, len(words)), atol=1e-6)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, align_word_tracks, check_decoding, check_transcript_by,
-                                        decode_events, ended_tasks, interval_ends_for, ordered_map)
+                                        decode_events, ended_tasks, interval_ends_for, ordered_map, transcript_rows)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -121,8 +121,8 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
     """(times per example, ends per example): ends from the head's end channel, else its inside
     channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
     ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders. ``earlier``
-    as ``decode_frames``. ``word_rows[b]``, when given and not None: the scores (words, frames,
-    channels) of transcript example b's word questions, which then time it (``align_word_tracks``)."""
+    as ``decode_frames``. ``word_rows[b]``, when given and not None: (known, scores) of transcript example
+    b's word questions (``transcript_word_rows``), which then time it (``transcript_rows``, ``align_word_tracks``)."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -139,15 +139,15 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
     channels = list(model.head_config.channels)
     ends = [None] * len(times)
     for b, example in enumerate(batch.examples):
-        if times[b] is None or example.task not in ended_tasks(channels):
-            continue
         rows = scores[b][frame_mask[b]]  # (frames or merged tokens, channels)
         if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
             rows = np.stack([output.plans[b].spread(rows[:, c]) for c in range(rows.shape[1])], axis=1)
-        ends[b] = interval_ends_for(example.task, rows, channels, times[b], FRAME_SECONDS)
-    for b, rows in enumerate(word_rows or ()):
-        if rows is not None:
-            times[b], ends[b] = align_word_tracks(rows, method, decoding, channels, FRAME_SECONDS)
+        if word_rows and word_rows[b] is not None:
+            known, words = word_rows[b]
+            times[b], ends[b] = align_word_tracks(transcript_rows(known, words, rows), method, decoding, channels,
+                                                  FRAME_SECONDS)
+        elif times[b] is not None and example.task in ended_tasks(channels):
+            ends[b] = interval_ends_for(example.task, rows, channels, times[b], FRAME_SECONDS)
     return times, ends
 
 
@@ -206,11 +206,11 @@ def _occurrence_order(key: str) -> tuple[str, int]:
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
              device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-             merging=None, transcript_by: str = "words") -> Evaluation:
+             merging=None, transcript_by: str = "words", vocabulary=None) -> Evaluation:
     """Score ``model`` on ``examples`` (features: an AudioCache) task by task, answered as ``answer_examples`` answers them."""
     method = method or default_method(model.head_config.objective)
     answers = answer_examples(model, examples, features, batch_size, method, device, progress, decoding, merging,
-                              transcript_by)
+                              transcript_by, vocabulary)
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
@@ -243,11 +243,13 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
 
 def answer_examples(model, examples, features, batch_size: int = 8, method: str | None = None,
                     device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-                    merging=None, transcript_by: str = "words") -> list[tuple]:
+                    merging=None, transcript_by: str = "words", vocabulary=None) -> list[tuple]:
     """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
     answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
-    occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY). ``merging`` (a
-    ``Merging``) merges audio tokens before the decoder. Times are None for a malformed generated answer."""
+    occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY), a word outside
+    ``vocabulary`` (the words the model was trained on; None: all) on the transcript question's track.
+    ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
+    generated answer."""
     from tqdm import tqdm
 
     from framestamp.training.batches import collate
@@ -265,7 +267,8 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     joint = frames_read and decoding == "ordered"
     earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
     by_words = frames_read and transcript_by == "words"
-    words = transcript_word_rows(model, ordered, features, batch_size, device, merging, progress) if by_words else {}
+    words = (transcript_word_rows(model, ordered, features, batch_size, device, merging, progress, vocabulary)
+             if by_words else {})
     answers = {}
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
@@ -318,19 +321,28 @@ def earlier_occurrence_tracks(model, examples, features, batch_size: int, device
     return {key: [found[number] for number in sorted(found)] for key, found in tracks.items()}
 
 
-def transcript_word_rows(model, examples, features, batch_size: int, device, merging=None,
-                         progress: bool = False) -> dict[int, np.ndarray]:
-    """id(example) -> the head scores (words, frames, channels) of each transcript example's word
-    questions (``transcript_word_questions``), asked of its clip: what ``align_word_tracks`` times it with."""
+def transcript_word_rows(model, examples, features, batch_size: int, device, merging=None, progress: bool = False,
+                         vocabulary=None) -> dict[int, tuple[list[bool], list[np.ndarray]]]:
+    """id(example) -> (which words are in ``vocabulary`` (None: all), the head scores (frames, channels) of
+    each of those words' questions (``transcript_word_questions``) asked of its clip), for each transcript
+    example with a word in the vocabulary: what ``transcript_rows`` and ``align_word_tracks`` time it with."""
+    known = {id(example): [vocabulary is None or word in vocabulary for word in example.prompt["transcript"].split()]
+             for example in examples if example.task == "transcript"}
     asked = [(example, fields) for example in examples if example.task == "transcript"
-             for fields in transcript_word_questions(example.prompt["transcript"].split())]
+             for fields, heard in zip(transcript_word_questions(example.prompt["transcript"].split()), known[id(example)])
+             if heard]
     questions = [replace(example, id=f"{example.id}#{index}", task="word", prompt=fields, times=(0.0,), ends=None)
                  for index, (example, fields) in enumerate(asked)]
     words = defaultdict(list)
     for (example, _), rows in zip(asked, question_rows(model, questions, features, batch_size, device, merging,
                                                        progress, "transcript words")):
         words[id(example)].append(rows)
-    return {key: np.stack(rows) for key, rows in words.items()}
+    return {key: (known[key], rows) for key, rows in words.items()}
+
+
+def trained_words(description: dict) -> list[str] | None:
+    """The words a checkpoint (its ``framestamp.json``) or an exported artifact (its manifest) was trained on; None if not recorded."""
+    return (description.get("trained_on") or description.get("training") or {}).get("vocabulary")
 
 
 # ---------------------------------------------------------------------------------- the CLI
@@ -395,7 +407,8 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
     merging = None if args.merge is None else Merging(args.merge, args.merge_kind, args.merge_positions,
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
-                      decoding=args.decoding, merging=merging, transcript_by=args.transcript_by)
+                      decoding=args.decoding, merging=merging, transcript_by=args.transcript_by,
+                      vocabulary=trained_words(description))
     text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
     print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0

@@ -248,7 +248,8 @@ def run(args: argparse.Namespace) -> int:
 
         def eval_fn(trained):
             result = evaluate(trained, eval_examples, eval_features, batch_size=args.batch_size,
-                              device=next(trained.parameters()).device, progress=False)
+                              device=next(trained.parameters()).device, progress=False,
+                              vocabulary=metadata["vocabulary"])
             trained.train()
             # acc@40ms per task in the progress bar; log.jsonl keeps every number.
             return {f"{task}/{key}": value for task, scores in result.as_dict()["tasks"].items()
