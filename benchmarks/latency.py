@@ -255,6 +255,8 @@ class Timer:
                 scores = graphs.scores(feeds["input_ids"], feeds["attention_mask"], feeds["audio_start"], audio, frame_counts)
                 return decode(scores, frame_counts)
             methods[f"frame {name}"] = frame_graphs
+        if len(examples) == 1 and examples[0].task == "transcript":
+            methods[BY_WORDS] = self._by_words(examples[0], features)
         methods["autoregressive generate"] = lambda: self._answers(self.generate(batch, answer_tokens, static=False))
         methods["autoregressive static cache"] = lambda: self._answers(self.generate(batch, answer_tokens, static=True))
         methods["autoregressive lean loop"] = lambda: self._answers(self.lean_loop(batch, answer_tokens))
@@ -269,6 +271,27 @@ class Timer:
                            for a, b in zip(result, reference))
         return {"answer_tokens": answer_tokens, "frame_methods_max_difference_ms": disagreement, **peak,
                 "seconds": {name: stats for name, (stats, _) in timed.items()}}
+
+    def _by_words(self, example, features):
+        """The transcript timed as the runtime times it by default: a question per word, the k-th time the
+        transcript says it, in one batch about the one clip, aligned in order (one transcript: rows grow
+        with its words, so only batches of one are timed this way)."""
+        import torch
+
+        from framestamp.runtime.decoding import align_word_tracks
+        from framestamp.runtime.prompts import transcript_word_questions
+        from framestamp.training.batches import collate
+
+        questions = [replace(example, task="word", prompt=fields, times=(0.0,), ends=None)
+                     for fields in transcript_word_questions(example.prompt["transcript"].split())]
+        batch = collate(questions, features, self.model.prompt_ids, self.model.pad_id, share_clips=True).to(self.device)
+
+        @torch.no_grad()
+        def by_words():
+            output = self.model.run_batch(batch)
+            frames = int(output.frame_mask[0].sum())
+            return [align_word_tracks(output.scores[:, :frames].float().cpu().numpy(), "poisson")[0]]
+        return by_words
 
     def _prompt(self, batch):
         """Left-padded prompts (as generation needs) with the audio merged in: the prefill's input."""
@@ -340,6 +363,9 @@ class Timer:
         return torch.cat(generated, dim=1)
 
 
+BY_WORDS = "by words pytorch"
+
+
 def summary_line(row: dict) -> str:
     seconds = row["seconds"]
     frame = seconds["frame pytorch"]["median"]
@@ -368,7 +394,7 @@ def versions() -> dict:
 
 
 def markdown(report: dict) -> str:
-    methods = list(report["rows"][0]["seconds"])
+    methods = list(dict.fromkeys(m for row in report["rows"] for m in row["seconds"]))
     frame_methods = [m for m in methods if m.startswith("frame")]
     rows = sorted(report["rows"], key=lambda row: (row["timestamps"], row["batch_size"]))
     # Older reports lack these: their columns appear only when every row has them.
@@ -387,10 +413,10 @@ def markdown(report: dict) -> str:
                                                                           "speedup vs best autoregressive"] + extra) + " |",
              "|" + "---|" * (len(methods) + 5 + len(extra))]
     for row in rows:
-        seconds = {m: row["seconds"][m]["median"] for m in methods}
+        seconds = {m: row["seconds"][m]["median"] if m in row["seconds"] else None for m in methods}
         best_frame = min(seconds[m] for m in frame_methods)
         best_autoregressive = min(seconds[m] for m in methods if m.startswith("autoregressive"))
-        cells = [f"{seconds[m] * 1000:.1f} ms" for m in methods]
+        cells = ["-" if seconds[m] is None else f"{seconds[m] * 1000:.1f} ms" for m in methods]
         cells += [f"{seconds['autoregressive generate'] / best_frame:.1f}x", f"{best_autoregressive / best_frame:.1f}x"]
         if with_audio:
             cells.append(f"{row['audio_seconds'] / best_frame:.0f}x")
@@ -399,6 +425,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row['bucket']} | {row['batch_size']} | {row['answer_tokens']} | " + " | ".join(cells) + " |")
     lines += ["", "Speedups divide an autoregressive median (transformers' generate; the fastest of the three "
               "autoregressive implementations) by the fastest frame-level median of the row."]
+    if BY_WORDS in methods:
+        lines.append(f"{BY_WORDS}: a transcript as the runtime times it by default, one word question per word in one "
+                     "forward pass, aligned in order (batches of one transcript only): one decoder row per word.")
     if with_audio:
         lines.append("Real-time factor: seconds of audio in the batch per second of the fastest frame-level method.")
     if with_memory:

@@ -85,7 +85,8 @@ def show_latency(model, artifact: Path, out: Path) -> None:
     frame = min(value for name, value in seconds.items() if name.startswith("frame"))
     for name, value in seconds.items():
         print(f"   {name:<30} {value:8.1f} ms" + ("" if name.startswith("frame") else f"   {value / frame:5.1f}x slower"))
-    print(f"   ({measured['answer_tokens']} answer tokens generated; the frame-level answer is one forward pass)")
+    print(f"   ({measured['answer_tokens']} answer tokens generated; the frame-level answer is one forward pass;"
+          " by words, the runtime's default for a transcript, one pass of a question per word)")
 
 
 def show_transcript(artifact: Path, data: Path, example) -> None:

@@ -3,6 +3,7 @@ its frame-level paths decode the same timestamps, and generation is forced to th
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +50,18 @@ def test_every_method_is_timed_and_frame_methods_agree(setup):
     assert measured["frame_methods_max_difference_ms"] < 1.0  # ONNX Runtime decodes the frames PyTorch decodes
     assert measured["answer_tokens"] > 8  # eight timestamps take more than one token each
     assert all(s["min"] <= s["median"] <= s["max"] for s in measured["seconds"].values())
+
+
+def test_one_transcript_is_also_timed_by_its_words_as_evaluate_answers_it(setup):
+    from framestamp.benchmarks.latency import BY_WORDS
+    from framestamp.training.evaluate import answer_examples
+
+    timer, examples, features = setup
+    by_words = timer._by_words(examples[0], features)()[0]
+    expected, _ = answer_examples(timer.model, examples[:1], features, progress=False)[0]
+    np.testing.assert_allclose(by_words, expected, atol=1e-6)
+    assert BY_WORDS in timer.measure(examples[:1], features)["seconds"]
+    assert BY_WORDS not in timer.measure(examples[:2], features)["seconds"]  # rows grow with words: batches of one only
 
 
 def test_quick_run_on_the_shipped_model_writes_its_report(tmp_path):
