@@ -260,7 +260,7 @@ class Locator:
         everything = asked + [one for group in words + earlier for one in group]
         # A transcript timed by its words needs its own question's pass only for words the model never heard.
         needed = [i for i in range(len(everything))
-                  if i >= len(asked) or not words[i] or not all(self._known(asked[i]))]
+                  if i >= len(asked) or not words[i] or not all(self._known(asked[i].fields["transcript"].split()))]
         scores: list[np.ndarray | None] = [None] * len(everything)
         for chunk in self._batches([everything[i] for i in needed]):
             for i, rows in zip(chunk, self._forward([everything[needed[i]] for i in chunk])):
@@ -271,7 +271,8 @@ class Locator:
             position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
             if words[index]:
-                answer, peak = self._aligned(one, transcript_rows(self._known(one), word_rows[index], scores[index]))
+                known = self._known(one.fields["transcript"].split())
+                answer, peak = self._aligned(one, transcript_rows(known, word_rows[index], scores[index]))
                 results.append(self._with_warnings(one, answer, peak, {}))
                 continue
             earlier_rows = scores[position:position + len(group)]
@@ -336,7 +337,7 @@ class Locator:
                 whole = [render_prompt("transcript", {"transcript": " ".join(part)})]
                 if not by_words:
                     return ask(window, whole)
-                known = [self.vocabulary is None or word in self.vocabulary for word in part]
+                known = self._known(part)
                 questions = [render_prompt("word", fields)
                              for fields, heard in zip(transcript_word_questions(part), known) if heard]
                 scores = ask(window, questions + ([] if all(known) else whole))
@@ -438,9 +439,10 @@ class Locator:
             scores = np.pad(scores, ((0, 0), (0, window.frames - frames), (0, 0)), mode="edge")
         return scores
 
-    def _known(self, one: "_Asked") -> list[bool]:
-        """For each word of a transcript: whether the model was trained on it (all, where the artifact does not say)."""
-        return [self.vocabulary is None or word in self.vocabulary for word in one.fields["transcript"].split()]
+    def _known(self, words: Sequence[str]) -> list[bool]:
+        """For each word (spelled as training spelled it): whether the model was trained on it (all, where the
+        artifact does not say)."""
+        return [self.vocabulary is None or word in self.vocabulary for word in words]
 
     def _transcript_words(self, one: "_Asked") -> list["_Asked"]:
         """For a transcript timed by its words, the question of each word the model was trained on, on the
@@ -448,8 +450,8 @@ class Locator:
         if one.query.task != "transcript" or self.transcript_by != "words":
             return []
         questions = []
-        asked = transcript_word_questions(one.fields["transcript"].split())
-        for fields in (fields for fields, known in zip(asked, self._known(one)) if known):
+        said = one.fields["transcript"].split()
+        for fields in (fields for fields, known in zip(transcript_word_questions(said), self._known(said)) if known):
             question = render_prompt("word", fields)
             questions.append(replace(one, query=replace(one.query, task="word", fields=fields, with_intensity=False),
                                      fields=fields, question=question, count=1, words=None,
