@@ -386,3 +386,47 @@ def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_
     nothing_known = Locator(ARTIFACT, threads=1)
     nothing_known.vocabulary = frozenset({"zzz"})
     np.testing.assert_allclose(nothing_known.transcript(audio, text).times, ordered_map(whole, len(words)), atol=1e-6)
+
+
+@pytest.mark.parametrize("unheard", [False, True])
+def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_order(clips, unheard):
+    """Each word's question asked alone through single-example passes of the checkpoint (an independent
+    computation), the transcript question's track standing in for a word outside the vocabulary,
+    aligned by ordered_map: what evaluate scores by default; --transcript-by question scores the
+    transcript's own track, which answers differently here."""
+    import torch
+
+    from framestamp.runtime.features import FeatureSettings
+    from framestamp.training.batches import AudioCache, collate
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.evaluate import evaluate
+
+    folder, examples = clips
+    transcript = max((e for e in examples if e.task == "transcript"), key=lambda e: len(e.times))
+    model, description = load_checkpoint(CHECKPOINT)
+    features = AudioCache(folder, FeatureSettings.from_json(description["features"]))
+
+    def track(example):
+        with torch.no_grad():
+            output = model.eval().run_batch(collate([example], features, model.prompt_ids, model.pad_id))
+        return output.scores[0, output.frame_mask[0], 0].double().numpy()
+
+    words = transcript.prompt["transcript"].split()
+    vocabulary = sorted(set(words) - {words[1]}) if unheard else None
+    own, seen, rows = track(transcript), {}, []
+    for word in words:
+        seen[word] = seen.get(word, 0) + 1
+        known = vocabulary is None or word in vocabulary
+        rows.append(track(replace(transcript, task="word", prompt={"word": word, "occurrence": seen[word]}, times=(0.0,),
+                                       ends=None))
+                    if known else own)
+    aligned = ordered_map(np.stack(rows), len(words))
+    scored = evaluate(model, [replace(transcript, times=tuple(aligned), ends=None)], features, progress=False, vocabulary=vocabulary)
+    assert scored.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)
+    alone = ordered_map(own, len(words))
+    question = evaluate(model, [replace(transcript, times=tuple(alone), ends=None)], features, progress=False,
+                        transcript_by="question")
+    assert question.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)
+    assert not np.allclose(aligned, alone)  # the two ways answer differently here: the test tells them apart
+    with pytest.raises(InputError, match="transcript_by must be one of"):
+        evaluate(model, [transcript], features, progress=False, transcript_by="tokens")
