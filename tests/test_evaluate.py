@@ -170,4 +170,3 @@ def test_ordered_decoding_answers_the_kth_occurrence_with_the_earlier_ones(clips
                          decoding="posterior")  # per event: the 3rd's own track only
         assert paper.tasks["word"].mad == pytest.approx(abs(posterior_mode(tracks[-1], 1)[0] - joint), abs=1e-6)
     assert differ  # the case where joint decoding changes the answer is covered
-
