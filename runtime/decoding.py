@@ -601,6 +601,42 @@ def transcript_rows(known, word_rows, question_rows) -> np.ndarray:
     return np.stack([next(word_rows) if heard else question_rows for heard in known])
 
 
+def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECONDS,
+                       radius_seconds: float = CONFIDENCE_SECONDS, min_separation: int = 2) -> np.ndarray:
+    """How sure the alignment is of each word's time, in [0, 1]: word i's marginal posterior mass within
+    ``radius_seconds`` of ``times[i]``, among all ordered placements f_1 < ... < f_n, each step at least
+    ``min_separation`` frames (lowered as ``ordered_map`` lowers it where n words do not fit), weighted
+    by prod_i lambda_i(f_i): the density ``ordered_map`` maximizes, one track per word, (words, frames).
+    Forward and backward sums over the chain in log space: O(words x frames)."""
+    tracks = np.asarray(log_intensity, dtype=np.float64)
+    if tracks.ndim != 2 or tracks.shape[0] == 0:
+        raise InputError(f"log_intensity must be (words, frames), got shape {tracks.shape}")
+    count, frames = tracks.shape
+    check_frame_seconds(frame_seconds)
+    separation = _widest_separation(np.arange(frames), count, int(min_separation)) if count <= frames else 1
+
+    def shifted(values, by):  # values[f - by] (-inf where f < by)
+        out = np.full(frames, -np.inf)
+        out[by:] = values[:frames - by] if by < frames else out[by:]
+        return out
+
+    forward = [tracks[0]]
+    for row in tracks[1:]:  # forward[i][f]: word i at f, words before it placed in order
+        forward.append(row + shifted(np.logaddexp.accumulate(forward[-1]), separation))
+    backward = [np.zeros(frames)]
+    for row in tracks[:0:-1]:  # backward[i][f]: the words after i placed after f
+        after = np.logaddexp.accumulate((row + backward[-1])[::-1])[::-1]  # sum over f' >= f
+        backward.append(np.append(after[separation:], np.full(min(separation, frames), -np.inf))[:frames])
+    backward = backward[::-1]
+    total = np.logaddexp.reduce(forward[-1])
+    centres = (np.arange(frames) + 0.5) * frame_seconds
+    confidence = np.empty(count)
+    for i, time in enumerate(np.asarray(times, dtype=np.float64)):
+        near = np.abs(centres - time) <= radius_seconds + 1e-9
+        confidence[i] = np.exp(np.logaddexp.reduce((forward[i] + backward[i])[near]) - total) if near.any() else 0.0
+    return np.clip(confidence, 0.0, 1.0)
+
+
 def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=("onset",),
                       frame_seconds: float = FRAME_SECONDS):
     """A transcript's word starts (and ends) from each word's own head scores: forced alignment.

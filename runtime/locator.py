@@ -22,7 +22,7 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import (align_word_tracks, check_decoding, check_transcript_by, decode_events, ended_tasks,
+from framestamp.runtime.decoding import (align_word_tracks, aligned_confidence, check_decoding, check_transcript_by, decode_events, ended_tasks,
                                         event_confidence, interval_ends_for, ordered_map, transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
@@ -357,8 +357,7 @@ class Locator:
                     rows = stretch.track[:, skip:skip + len(owned)]
                     found, found_ends = align_word_tracks(rows, self.objective, self.decoding, self.channels,
                                                           self.frame_seconds)
-                    confidence += [event_confidence(row[:, 0], [time], self.objective, self.frame_seconds)[0]
-                                   for row, time in zip(rows, found)]
+                    confidence += list(self._word_confidence(rows[:, :, 0], found))
                     if word_ends is not None:
                         word_ends += list(found_ends + offset)
                 else:
@@ -638,8 +637,7 @@ class Locator:
         and the peak of their onset tracks. Its track (``with_intensity``): the words' summed intensities."""
         times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds)
         onsets = rows[:, :, 0]
-        confidence = [event_confidence(track, [time], self.objective, self.frame_seconds)[0]
-                      for track, time in zip(onsets, times)]
+        confidence = self._word_confidence(onsets, times)
         track = onsets.max(axis=0) if self.objective == "binary" else np.logaddexp.reduce(onsets, axis=0)
         answer = Timestamps(task="transcript", question=one.question, times=tuple(float(t) for t in times),
                             duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
@@ -647,6 +645,14 @@ class Locator:
                             ends=() if ends is None else tuple(float(end) for end in ends),
                             log_intensity=track.astype(np.float32) if one.query.with_intensity else None)
         return answer, float(onsets.max())
+
+    def _word_confidence(self, onsets: np.ndarray, times) -> np.ndarray:
+        """Confidence of words aligned from their own tracks (words, frames): for log-intensity heads each
+        word's marginal among the ordered placements (``aligned_confidence``), a binary head's own probability."""
+        if self.objective == "binary":
+            return np.array([event_confidence(track, [time], self.objective, self.frame_seconds)[0]
+                             for track, time in zip(onsets, times)])
+        return aligned_confidence(onsets, times, self.frame_seconds)
 
     def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
         """``one``'s times from its own head scores (frames, channels) alone."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from framestamp.runtime import InputError, decoding
 from framestamp.runtime.decoding import (
     align_word_tracks,
+    aligned_confidence,
     binary_count,
     binary_top_k,
     decode_events,
@@ -575,3 +576,22 @@ def test_align_word_tracks_refuses_what_is_not_a_row_per_word():
         align_word_tracks(np.zeros((4, 3)), "poisson")
     with pytest.raises(InputError, match="decoding must be one of"):
         align_word_tracks(np.zeros((2, 5, 1)), "poisson", "viterbi")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_aligned_confidence_is_each_words_marginal_over_every_ordered_placement(seed):
+    """Every increasing tuple two frames apart, weighted by exp(sum of its rows' log-intensities): the mass
+    of placements that put word i within 40 ms of its time, by brute force."""
+    rng = np.random.default_rng(seed)
+    words, frames = 3, 9
+    tracks = rng.normal(0.0, 2.0, size=(words, frames))
+    placements = [t for t in itertools.combinations(range(frames), words) if all(b - a >= 2 for a, b in zip(t, t[1:]))]
+    weights = np.array([np.exp(sum(tracks[i, f] for i, f in enumerate(t))) for t in placements])
+    times = ordered_map(tracks, words, FRAME)
+    expected = [sum(w for t, w in zip(placements, weights) if abs((t[i] + 0.5) * FRAME - times[i]) <= 0.04 + 1e-9)
+                / weights.sum() for i in range(words)]
+    np.testing.assert_allclose(aligned_confidence(tracks, times, FRAME), expected, rtol=1e-9)
+    # far from any likely placement: no mass
+    assert aligned_confidence(np.array([[0.0] * 4 + [-300.0] * 4]), [7.5 * FRAME], FRAME)[0] < 1e-100
+    with pytest.raises(InputError, match=r"must be \(words, frames\)"):
+        aligned_confidence(np.zeros(5), [0.1])
