@@ -1,6 +1,6 @@
 """Transcripts timed by their words against the paper's one transcript question, through the runtime.
 
-    framestamp bench transcripts MANIFEST [MANIFEST ...] [--limit 40] [--out benchmarks/results/cpu]
+    framestamp bench transcripts MANIFEST [MANIFEST ...] [--limit 40] [--word-limit 100] [--out DIR]
 
 For the transcript questions of each manifest (at most ``--limit``, spread over clip lengths), asks
 ``Locator.transcript`` once with ``transcript_by="words"`` (each word asked as its own question, the
@@ -8,7 +8,9 @@ k-th time the transcript says it, the answers aligned in order: one decoder row 
 with ``"question"`` (one decoder row for the whole transcript), and reports per manifest: accuracy of
 starts and ends within 40 ms, words placed on the frame of another whose true start is more than
 40 ms away (stacked), and the median time of one transcript (one ONNX Runtime thread, the default
-20 s windows, so clips past 20 s are answered a window at a time).
+20 s windows, so clips past 20 s are answered a window at a time). A second table asks word
+questions about the same clips (at most ``--word-limit``, spread over the clips) twice: alone, and
+with the clip's transcript (``Locator.word(..., transcript=...)``: from the aligned transcript).
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ def measure(locator: Locator, examples, folder: Path) -> dict:
             "median_seconds_of_audio": statistics.median(example.duration for example in examples)}
 
 
+def words_given_transcripts(locator: Locator, examples, transcripts, folder: Path) -> dict:
+    """Word questions about clips with a transcript: right within 40 ms alone and given the transcript."""
+    alone, given, asked = [], [], []
+    for example in examples:
+        audio, fields = str(folder / example.audio), example.prompt
+        alone += locator.word(audio, fields["word"], fields["occurrence"]).times
+        given += locator.word(audio, fields["word"], fields["occurrence"],
+                              transcript=transcripts[example.audio].prompt["transcript"]).times
+        asked += example.times
+    return {"questions": len(asked), "alone": timestamp_scores(alone, asked).as_dict()["acc@40ms"],
+            "given": timestamp_scores(given, asked).as_dict()["acc@40ms"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     from framestamp.benchmarks import write_report
     from framestamp.data.manifest import read_manifest
@@ -71,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("manifests", type=Path, nargs="+", help="manifests with transcript questions (framestamp synth's)")
     parser.add_argument("--artifact", default=SHIPPED_ARTIFACT, help="an exported artifact (default: the shipped one)")
     parser.add_argument("--limit", type=int, default=40, help="transcripts per manifest, spread over clip lengths")
+    parser.add_argument("--word-limit", type=int, default=100, help="word questions per manifest for the second table")
     parser.add_argument("--out", type=Path, help="folder for transcripts.md and transcripts.json")
     args = parser.parse_args(argv)
     locators = {mode: Locator(args.artifact, threads=1, batch_size=16, transcript_by=mode) for mode in MODES}
     record, lines = {}, ["# Transcripts: each word asked and aligned in order, or one transcript question", "",
                          "Reproduce: `framestamp bench transcripts "
-                         + " ".join(str(m) for m in args.manifests) + f" --limit {args.limit}` (the runtime, ONNX "
+                         + " ".join(str(m) for m in args.manifests) + f" --limit {args.limit} --word-limit {args.word_limit}` (the runtime, ONNX "
                          "Runtime on one thread, 20 s windows past 20 s).", "",
                          "| manifest | transcripts (words) | median clip | timed by | starts acc@40ms | ends acc@40ms "
                          "| stacked | median time |", "|---|---|---|---|---|---|---|---|"]
@@ -91,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             end = "-" if found["end acc@40ms"] is None else f"{found['end acc@40ms']:.1%}"
             lines.append(f"| {manifest} | {len(examples)} ({found['words']}) | {found['median_seconds_of_audio']:.1f} s "
                          f"| {mode} | {found['acc@40ms']:.1%} | {end} | {found['stacked']} | {found['median_ms']:.0f} ms |")
+    lines += ["", "| manifest | word questions | alone acc@40ms | given the transcript acc@40ms |", "|---|---|---|---|"]
+    for manifest in args.manifests:
+        examples = read_manifest(manifest)
+        transcripts = {e.audio: e for e in spread([e for e in examples if e.task == "transcript"], args.limit)}
+        words = [e for e in examples if e.task == "word" and e.audio in transcripts]
+        words = words[::max(1, len(words) // args.word_limit)][:args.word_limit]
+        found = words_given_transcripts(locators["words"], words, transcripts, manifest.parent)
+        record[f"{manifest}:word questions"] = found
+        lines.append(f"| {manifest} | {found['questions']} | {found['alone']:.1%} | {found['given']:.1%} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

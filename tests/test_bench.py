@@ -138,9 +138,12 @@ def test_transcripts_benchmark_counts_stacked_words_and_reports_both_modes(tmp_p
 
     assert main(["synth", str(tmp_path / "clips"), "--tasks", "words", "--count", "2", "--seed", "5"]) == 0
     manifest = tmp_path / "clips" / "manifest.jsonl"
-    assert main(["bench", "transcripts", str(manifest), "--limit", "2", "--out", str(tmp_path / "out")]) == 0
+    assert main(["bench", "transcripts", str(manifest), "--limit", "2", "--word-limit", "5",
+                 "--out", str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "transcripts.json").read_text())
     words = sum(len(e.times) for e in read_manifest(manifest) if e.task == "transcript")
-    assert set(record) == {f"{manifest}:words", f"{manifest}:question"}
-    assert all(found["words"] == words and 0 <= found["acc@40ms"] <= 1 for found in record.values())
+    assert set(record) == {f"{manifest}:words", f"{manifest}:question", f"{manifest}:word questions"}
+    assert all(record[f"{manifest}:{mode}"]["words"] == words for mode in ("words", "question"))
+    assert all(0 <= record[f"{manifest}:{mode}"]["acc@40ms"] <= 1 for mode in ("words", "question"))
+    assert record[f"{manifest}:word questions"]["questions"] == 5
     assert "| words |" in (tmp_path / "out" / "transcripts.md").read_text()
