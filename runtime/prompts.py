@@ -128,6 +128,7 @@ def transcript_word_questions(words) -> list[dict]:
         questions.append({"word": word, "occurrence": said[word]})
     return questions
 
+
 # ----------------------------------------------------------------------------- the chat layout
 # One user turn: the question, then the audio block (one placeholder per 40 ms frame), then the
 # assistant turn, where the token baseline writes its answer. Qwen2.5-Omni and Qwen2-Audio share
