@@ -350,9 +350,7 @@ class Locator:
                     continue
                 offset = stretch.window.own_start * self.frame_seconds
                 if by_words:
-                    combined = (stretch.track.max(axis=0) if self.objective == "binary"
-                                else np.logaddexp.reduce(stretch.track, axis=0))
-                    owned = self._own(stitched, stretch.window, combined)
+                    owned = self._own(stitched, stretch.window, _words_track(stretch.track, self.objective))
                     skip = stretch.window.own_start - stretch.window.start
                     rows = stretch.track[:, skip:skip + len(owned)]
                     found, found_ends = align_word_tracks(rows, self.objective, self.decoding, self.channels,
@@ -638,7 +636,7 @@ class Locator:
         times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds)
         onsets = rows[:, :, 0]
         confidence = self._word_confidence(onsets, times)
-        track = onsets.max(axis=0) if self.objective == "binary" else np.logaddexp.reduce(onsets, axis=0)
+        track = _words_track(onsets, self.objective)
         answer = Timestamps(task="transcript", question=one.question, times=tuple(float(t) for t in times),
                             duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
                             confidence=tuple(float(c) for c in confidence),
@@ -693,6 +691,12 @@ class _Asked:
     ids: tuple = field(default=(), repr=False)  # (prompt ids, audio start)
     seconds: float = 0.0
     occurrence: int | None = None  # the k of a k-th occurrence (or k-th speaker) question
+
+
+def _words_track(rows: np.ndarray, objective: str) -> np.ndarray:
+    """One track for the words of a transcript from their own rows (words, frames, ...): the log of their summed
+    intensities (the superposed process), or a binary head's most probable word per frame."""
+    return rows.max(axis=0) if objective == "binary" else np.logaddexp.reduce(rows, axis=0)
 
 
 def _one_word(word) -> str:
