@@ -615,18 +615,14 @@ def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECOND
     check_frame_seconds(frame_seconds)
     separation = _widest_separation(np.arange(frames), count, int(min_separation)) if count <= frames else 1
 
-    def shifted(values, by):  # values[f - by] (-inf where f < by)
-        out = np.full(frames, -np.inf)
-        out[by:] = values[:frames - by] if by < frames else out[by:]
-        return out
-
+    unreachable = np.full(separation, -np.inf)
     forward = [tracks[0]]
-    for row in tracks[1:]:  # forward[i][f]: word i at f, words before it placed in order
-        forward.append(row + shifted(np.logaddexp.accumulate(forward[-1]), separation))
+    for row in tracks[1:]:  # forward[i][f]: word i at f, words before it placed in order (sums over f' <= f - sep)
+        forward.append(row + np.concatenate([unreachable, np.logaddexp.accumulate(forward[-1])])[:frames])
     backward = [np.zeros(frames)]
-    for row in tracks[:0:-1]:  # backward[i][f]: the words after i placed after f
-        after = np.logaddexp.accumulate((row + backward[-1])[::-1])[::-1]  # sum over f' >= f
-        backward.append(np.append(after[separation:], np.full(min(separation, frames), -np.inf))[:frames])
+    for row in tracks[:0:-1]:  # backward[i][f]: the words after i placed after f (sums over f' >= f + sep)
+        after = np.logaddexp.accumulate((row + backward[-1])[::-1])[::-1]
+        backward.append(np.concatenate([after, unreachable])[separation:separation + frames])
     backward = backward[::-1]
     total = np.logaddexp.reduce(forward[-1])
     centres = (np.arange(frames) + 0.5) * frame_seconds

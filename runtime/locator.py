@@ -29,7 +29,8 @@ from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.merging import MergingGraphs, check_ratio
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
-                                        prompt_ids, render_prompt, special_token_id, transcript_word_questions)
+                                        known_words, prompt_ids, render_prompt, special_token_id,
+                                        transcript_word_questions)
 from framestamp.runtime.windows import SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
@@ -260,7 +261,8 @@ class Locator:
         everything = asked + [one for group in words + earlier for one in group]
         # A transcript timed by its words needs its own question's pass only for words the model never heard.
         needed = [i for i in range(len(everything))
-                  if i >= len(asked) or not words[i] or not all(self._known(asked[i].fields["transcript"].split()))]
+                  if i >= len(asked) or not words[i] or not all(known_words(asked[i].fields["transcript"].split(),
+                                                                            self.vocabulary))]
         scores: list[np.ndarray | None] = [None] * len(everything)
         for chunk in self._batches([everything[i] for i in needed]):
             for i, rows in zip(chunk, self._forward([everything[needed[i]] for i in chunk])):
@@ -271,7 +273,7 @@ class Locator:
             position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
             if words[index]:
-                known = self._known(one.fields["transcript"].split())
+                known = known_words(one.fields["transcript"].split(), self.vocabulary)
                 answer, peak = self._aligned(one, transcript_rows(known, word_rows[index], scores[index]))
                 results.append(self._with_warnings(one, answer, peak, {}))
                 continue
@@ -337,9 +339,8 @@ class Locator:
                 whole = [render_prompt("transcript", {"transcript": " ".join(part)})]
                 if not by_words:
                     return ask(window, whole)
-                known = self._known(part)
-                questions = [render_prompt("word", fields)
-                             for fields, heard in zip(transcript_word_questions(part), known) if heard]
+                known = known_words(part, self.vocabulary)
+                questions = [render_prompt("word", fields) for fields in transcript_word_questions(part, self.vocabulary)]
                 scores = ask(window, questions + ([] if all(known) else whole))
                 return transcript_rows(known, scores[:len(questions)], None if all(known) else scores[-1])
 
@@ -436,19 +437,13 @@ class Locator:
             scores = np.pad(scores, ((0, 0), (0, window.frames - frames), (0, 0)), mode="edge")
         return scores
 
-    def _known(self, words: Sequence[str]) -> list[bool]:
-        """For each word (spelled as training spelled it): whether the model was trained on it (all, where the
-        artifact does not say)."""
-        return [self.vocabulary is None or word in self.vocabulary for word in words]
-
     def _transcript_words(self, one: "_Asked") -> list["_Asked"]:
         """For a transcript timed by its words, the question of each word the model was trained on, on the
         same audio (the k-th time the transcript says it); [] for any other question."""
         if one.query.task != "transcript" or self.transcript_by != "words":
             return []
         questions = []
-        said = one.fields["transcript"].split()
-        for fields in (fields for fields, known in zip(transcript_word_questions(said), self._known(said)) if known):
+        for fields in transcript_word_questions(one.fields["transcript"].split(), self.vocabulary):
             question = render_prompt("word", fields)
             questions.append(replace(one, query=replace(one.query, task="word", fields=fields, with_intensity=False),
                                      fields=fields, question=question, count=1, words=None,

@@ -118,14 +118,22 @@ def render_prompt(task: str, fields: dict) -> str:
     return template.format(**values)
 
 
-def transcript_word_questions(words) -> list[dict]:
-    """The word question for each word of a transcript, in order: ``{"word": w, "occurrence": k}``
-    where the transcript says ``w`` for the k-th time (words spelled as training spelled them)."""
+def known_words(words, vocabulary=None) -> list[bool]:
+    """For each word (spelled as training spelled it): whether it is in ``vocabulary``, the words a model
+    was trained on (None: not recorded, so every word counts as known)."""
+    return [vocabulary is None or word in vocabulary for word in words]
+
+
+def transcript_word_questions(words, vocabulary=None) -> list[dict]:
+    """The word question for each word of a transcript that is in ``vocabulary`` (None: every word), in
+    order: ``{"word": w, "occurrence": k}`` where the transcript says ``w`` for the k-th time (words
+    spelled as training spelled them)."""
     said: dict[str, int] = {}
     questions = []
-    for word in words:
+    for word, known in zip(words, known_words(words, vocabulary)):
         said[word] = said.get(word, 0) + 1
-        questions.append({"word": word, "occurrence": said[word]})
+        if known:
+            questions.append({"word": word, "occurrence": said[word]})
     return questions
 
 

@@ -31,7 +31,7 @@ from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.merging import DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, HEAD_PLACES, MERGE_KINDS, POSITION_KINDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
-from framestamp.runtime.prompts import ANSWER_END, parse_answer, special_token_id, transcript_word_questions
+from framestamp.runtime.prompts import ANSWER_END, known_words, parse_answer, special_token_id, transcript_word_questions
 
 METHODS = ("poisson", "binary", "tokens")
 
@@ -270,6 +270,12 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     words = (transcript_word_rows(model, ordered, features, batch_size, device, merging, progress, vocabulary)
              if by_words else {})
     answers = {}
+    for example in ordered:  # every word known: the words' rows time it, its own question need not be asked
+        found = words.get(id(example))
+        if found is not None and all(found[0]):
+            answers[id(example)] = align_word_tracks(transcript_rows(*found, None), method, decoding,
+                                                     list(model.head_config.channels), FRAME_SECONDS)
+    ordered = [example for example in ordered if id(example) not in answers]
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
         chunk = ordered[start:start + batch_size]
@@ -326,11 +332,10 @@ def transcript_word_rows(model, examples, features, batch_size: int, device, mer
     """id(example) -> (which words are in ``vocabulary`` (None: all), the head scores (frames, channels) of
     each of those words' questions (``transcript_word_questions``) asked of its clip), for each transcript
     example with a word in the vocabulary: what ``transcript_rows`` and ``align_word_tracks`` time it with."""
-    known = {id(example): [vocabulary is None or word in vocabulary for word in example.prompt["transcript"].split()]
+    known = {id(example): known_words(example.prompt["transcript"].split(), vocabulary)
              for example in examples if example.task == "transcript"}
     asked = [(example, fields) for example in examples if example.task == "transcript"
-             for fields, heard in zip(transcript_word_questions(example.prompt["transcript"].split()), known[id(example)])
-             if heard]
+             for fields in transcript_word_questions(example.prompt["transcript"].split(), vocabulary)]
     questions = [replace(example, id=f"{example.id}#{index}", task="word", prompt=fields, times=(0.0,), ends=None)
                  for index, (example, fields) in enumerate(asked)]
     words = defaultdict(list)
