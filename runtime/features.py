@@ -133,10 +133,19 @@ def mel_filters(settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
+def _mel_edges_hertz(settings: FeatureSettings) -> np.ndarray:
+    """The mel filters' corner frequencies in Hz: filter i rises from edge i to edge i+1, falls to i+2."""
+    return _slaney_hertz(np.linspace(_slaney_mel(settings.min_frequency), _slaney_mel(settings.max_frequency),
+                                     settings.num_mel_bins + 2))
+
+
+def mel_band_centres(settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray:
+    """(num_mel_bins,) each mel filter's centre frequency in Hz, ascending."""
+    return _mel_edges_hertz(settings)[1:-1]
+
+
 def _mel_filters(settings: FeatureSettings) -> np.ndarray:
-    mel_edges = np.linspace(_slaney_mel(settings.min_frequency), _slaney_mel(settings.max_frequency),
-                            settings.num_mel_bins + 2)
-    edges = _slaney_hertz(mel_edges)
+    edges = _mel_edges_hertz(settings)
     bin_hertz = np.linspace(0.0, settings.sample_rate // 2, settings.frequency_bins)
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bin_hertz[:, None] - lower[None, :]) / (centre - lower)[None, :]

@@ -12,10 +12,10 @@ import torch
 from framestamp.data.manifest import Example, read_manifest, write_manifest
 from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
-from framestamp.runtime.features import log_mel
+from framestamp.runtime.features import log_mel, mel_band_centres
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import (AudioCache, Batch, BucketBatchSampler, MergedBatches, balance_tasks, clip_key,
-                                         collate, length_filter)
+from framestamp.training.batches import (AudioCache, AugmentedBatches, Batch, BucketBatchSampler, MergedBatches,
+                                         balance_tasks, clip_key, collate, length_filter)
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -344,3 +344,48 @@ def test_merged_batches_pick_one_ratio_per_batch_the_same_every_time(manifest):
         assert torch.equal(batch.frame_mask, reference.frame_mask)
     with pytest.raises(InputError, match="at least one ratio"):
         MergedBatches(plain, [])
+
+
+def test_augmented_batches_perturb_the_mel_the_same_every_time_and_leave_times_alone(manifest):
+    folder, examples = manifest
+    cache = AudioCache(folder)
+    plain = partial(collate, features=cache, prompt_ids=prompt_ids_stub, pad_id=PAD, share_clips=True)
+    augmented = AugmentedBatches(plain, cache, seed=3)
+    group = examples[:6]
+    batch, reference = augmented(group), plain(group)
+    assert not torch.equal(batch.mel, reference.mel)
+    assert torch.equal(augmented(group).mel, batch.mel)  # no state: a resumed run draws the same
+    assert not torch.equal(AugmentedBatches(plain, cache, seed=4)(group).mel, batch.mel)
+    for name in ("event_times", "event_mask", "frame_mask", "num_audio_frames", "input_ids", "mel_lengths"):
+        assert torch.equal(getattr(batch, name), getattr(reference, name)), name
+    # Through MergedBatches, the way training stacks them: merging's placeholders, augmentation's mel.
+    stacked = MergedBatches(augmented, [0.4], seed=5)(group)
+    assert torch.equal(stacked.mel, batch.mel) and stacked.merging.ratio == 0.4
+
+
+def test_augmented_warp_moves_a_tone_where_a_higher_tone_sits():
+    """A tone at f Hz warped by 1.15 peaks in the band a tone at 1.15 f peaks in (or a neighbour)."""
+    augmented = AugmentedBatches(lambda examples, features: None, None, masks=0)
+    seconds = np.arange(16_000) / 16_000
+    centres = mel_band_centres()
+    for hertz in (400.0, 1200.0, 2500.0, 5000.0):
+        tone = log_mel((0.3 * np.sin(2 * np.pi * hertz * seconds)).astype(np.float32))
+        higher = log_mel((0.3 * np.sin(2 * np.pi * 1.15 * hertz * seconds)).astype(np.float32))
+        warped = augmented.warped(tone, 1.15)
+        assert abs(int(warped[:, 20].argmax()) - int(higher[:, 20].argmax())) <= 1, hertz
+        assert abs(centres[warped[:, 20].argmax()] / centres[tone[:, 20].argmax()] - 1.15) < 0.1
+    assert np.array_equal(augmented.warped(tone, 1.0), tone)
+
+
+def test_augmented_masks_are_bands_of_the_clip_mean():
+    augmented = AugmentedBatches(lambda examples, features: None, None, warp=0.0, masks=2, mask_bins=12)
+    mel = np.random.default_rng(0).normal(size=(128, 40)).astype(np.float32)
+    for seed in range(20):
+        out = augmented.perturbed(mel, np.random.default_rng(seed))
+        changed = np.flatnonzero((out != mel).any(axis=1))
+        assert np.allclose(out[changed], mel.mean())  # whole rows, every frame, set to the mean
+        runs = np.split(changed, np.flatnonzero(np.diff(changed) > 1) + 1) if len(changed) else []
+        assert len(runs) <= 2 and all(len(run) <= 24 for run in runs)
+        assert np.array_equal(np.delete(out, changed, axis=0), np.delete(mel, changed, axis=0))
+    with pytest.raises(InputError, match="warp"):
+        AugmentedBatches(None, None, warp=0.6)

@@ -27,7 +27,7 @@ import torch
 from framestamp.data.manifest import Example
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.errors import InputError
-from framestamp.runtime.features import DEFAULT_SETTINGS, FeatureSettings, log_mel
+from framestamp.runtime.features import DEFAULT_SETTINGS, FeatureSettings, log_mel, mel_band_centres
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel
 from framestamp.runtime.prompts import pad_prompts
 
@@ -457,3 +457,53 @@ class MergedBatches:
         if merging is None:
             return self.collate(examples)
         return replace(self.collate(examples, audio_tokens=merging.tokens), merging=merging)
+
+
+class AugmentedBatches:
+    """A collate that perturbs each clip's log-mel for training only (``--augment``).
+
+    Two perturbations a new voice or engine brings, neither of which moves a time: a vocal-tract-length
+    warp (the spectrum stretched by a factor in [1 - warp, 1 + warp], read off each mel band's centre
+    frequency, as VTLP does) and ``masks`` frequency bands of up to ``mask_bins`` mel bins set to the
+    clip's mean (SpecAugment without its time masks, which would hide the words being timed). Each
+    clip's draw comes from a hash of ``seed``, the batch's example ids and the clip: the same batch is
+    perturbed the same way on every run and after a resume, with no state to save. Inference and the
+    exported graphs never see it.
+    """
+
+    def __init__(self, collate: Callable, features: Features, seed: int = 0, warp: float = 0.1, masks: int = 2,
+                 mask_bins: int = 12, settings: FeatureSettings = DEFAULT_SETTINGS):
+        if not 0 <= warp < 0.5:
+            raise InputError(f"the warp must be in [0, 0.5), got {warp}")
+        if masks < 0 or not 0 <= mask_bins < settings.num_mel_bins:
+            raise InputError(f"frequency masks need masks >= 0 and 0 <= mask_bins < {settings.num_mel_bins}")
+        self.collate, self.features, self.seed = collate, features, seed
+        self.warp, self.masks, self.mask_bins = warp, masks, mask_bins
+        self._centres = mel_band_centres(settings)
+
+    def rng_for(self, examples: Sequence[Example], example: Example) -> np.random.Generator:
+        key = f"{self.seed}|" + "|".join(item.id for item in examples) + "|" + clip_key(example)
+        return np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+
+    def warped(self, mel: np.ndarray, factor: float) -> np.ndarray:
+        """``mel`` with its spectrum stretched by ``factor``: band i reads the source at f_i / factor."""
+        source = np.interp(self._centres / factor, self._centres, np.arange(len(self._centres)))
+        low = np.minimum(np.floor(source).astype(int), len(source) - 2)
+        weight = (source - low)[:, None]
+        return (mel[low] * (1 - weight) + mel[low + 1] * weight).astype(np.float32)
+
+    def perturbed(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mel = np.asarray(mel, dtype=np.float32)
+        out = self.warped(mel, 1 + rng.uniform(-self.warp, self.warp)) if self.warp else mel.copy()
+        fill = float(mel.mean())
+        for _ in range(self.masks):
+            width = int(rng.integers(0, self.mask_bins + 1))
+            start = int(rng.integers(0, len(out) - width + 1))
+            out[start:start + width] = fill
+        return out
+
+    def __call__(self, examples: Sequence[Example], **options) -> Batch:
+        def features(example: Example) -> np.ndarray:
+            return self.perturbed(self.features(example), self.rng_for(examples, example))
+
+        return self.collate(examples, features=features, **options)

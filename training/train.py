@@ -112,6 +112,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="merge-aware training: each batch's audio tokens are merged as `--merge` does at one of "
                       "these ratios, picked per batch (e.g. 0,0.2,0.4,0.6; 0 keeps a batch unmerged), so the model "
                       "learns to time from merged tokens; the exported model is unchanged and runs merged or not")
+    aids.add_argument("--augment", action="store_true",
+                      help="perturb each training clip's log-mel: a vocal-tract-length warp of up to 10%% and two "
+                      "frequency masks of up to 12 mel bins, drawn per clip and batch (reproducible, resumable); "
+                      "times do not move and the exported model is unchanged")
     aids.add_argument("--word-identity-at", choices=("audio", "decoder"), default="audio",
                       help="where that loss reads: the encoder's audio embeddings (default) or the decoder's "
                       "final states at the audio frames")
@@ -161,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import AudioCache, MergedBatches, balance_tasks, collate, length_filter
+    from framestamp.training.batches import AudioCache, AugmentedBatches, MergedBatches, balance_tasks, collate, length_filter
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
@@ -221,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
                             frame_labels=frame_labels, share_clips=True)
+    if args.augment:
+        collate_batch = AugmentedBatches(collate_batch, features, seed=args.seed, settings=settings)
     if args.merge_train:
         collate_batch = MergedBatches(collate_batch, merge_ratios(args.merge_train), seed=args.seed)
     if args.questions_per_clip < 1 or args.questions_per_clip > args.batch_size:
@@ -233,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
                 "length_filter": [args.min_seconds, args.max_seconds], "task_balance": args.task_balance,
                 "questions_per_clip": args.questions_per_clip,
                 "merge_train": merge_ratios(args.merge_train) if args.merge_train else None,
+                "augment": args.augment,
                 "config": config.to_dict(),
                 "aids": model.aids.to_json(), "init": started_from,
                 # What the model was asked about: the runtime refuses an event label it never saw, and
