@@ -132,7 +132,6 @@ def mel_filters(settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray:
     return _mel_filters(settings)
 
 
-@lru_cache(maxsize=8)
 def _mel_edges_hertz(settings: FeatureSettings) -> np.ndarray:
     """The mel filters' corner frequencies in Hz: filter i rises from edge i to edge i+1, falls to i+2."""
     return _slaney_hertz(np.linspace(_slaney_mel(settings.min_frequency), _slaney_mel(settings.max_frequency),
@@ -144,6 +143,7 @@ def mel_band_centres(settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray
     return _mel_edges_hertz(settings)[1:-1]
 
 
+@lru_cache(maxsize=8)
 def _mel_filters(settings: FeatureSettings) -> np.ndarray:
     edges = _mel_edges_hertz(settings)
     bin_hertz = np.linspace(0.0, settings.sample_rate // 2, settings.frequency_bins)
