@@ -119,6 +119,21 @@ def test_merge_aware_training_runs_and_records_its_ratios(tmp_path, manifest, ca
     assert "in [0, 1)" in capsys.readouterr().err
 
 
+def test_augmented_training_perturbs_the_batches_and_is_recorded(tmp_path, manifest, torch_threads):
+    from framestamp.cli import main
+
+    def first_losses(out, extra):
+        assert main(train_command(out, manifest, steps=3)[3:] + extra) == 0
+        return [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+                if r.get("event") == "train"]
+
+    plain, augmented = first_losses(tmp_path / "plain", []), first_losses(tmp_path / "augmented", ["--augment"])
+    assert np.isfinite(augmented).all() and plain[0] != augmented[0]  # same seed and weights: only the mel differs
+    assert first_losses(tmp_path / "again", ["--augment"]) == augmented  # the draw is the same every run
+    _, description = load_checkpoint(tmp_path / "augmented" / "model")
+    assert description["training"]["augment"] is True
+
+
 def test_inside_speakers_needs_the_inside_weight(tmp_path, manifest, capsys, torch_threads):
     from framestamp.cli import main
 

@@ -2,9 +2,9 @@
 
     python -m framestamp.training.average OUT CHECKPOINT CHECKPOINT [CHECKPOINT ...]
 
-Runs continued from the same weights in different orders, learning rates or perturbations stay in
-one basin, and the mean of their weights answers like an ensemble of them at the cost of one model
-(Wortsman et al., 2022). Every checkpoint must have the same backbone shape, head and features, and
+Runs continued from the same weights in different orders, learning rates or perturbations can
+usually be averaged weight by weight, and the mean often answers at least as well as each of them at
+the cost of one model (Wortsman et al., 2022): measure it, as the README's stage 12 does. Every checkpoint must have the same backbone shape, head and features, and
 have been trained on the same tasks and vocabulary (what the runtime reads from the description);
 OUT is written atomically, its description the first checkpoint's with ``training.averaged_from``
 naming each one and its training command.
