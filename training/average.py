@@ -25,15 +25,17 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     """Write the uniform average of the checkpoints in ``folders`` to ``out``; returns ``out``."""
     import torch
 
-    from framestamp.training.checkpoint import load_checkpoint, read_description, save_checkpoint
+    from framestamp.training.checkpoint import load_checkpoint, save_checkpoint
 
     if len(folders) < 2:
         raise InputError(f"averaging needs at least two checkpoints, got {len(folders)}")
     first_model, first = load_checkpoint(folders[0])
+    commands = [first["training"].get("command")]
     total = {name: tensor.detach().clone().double() if tensor.is_floating_point() else tensor.detach().clone()
              for name, tensor in first_model.state_dict().items()}
     for folder in folders[1:]:
         model, description = load_checkpoint(folder)
+        commands.append(description["training"].get("command"))
         for key in ("backbone", "head", "features"):
             if description[key] != first[key]:
                 raise InputError(f"{folder}: its {key} differs from {folders[0]}'s; only checkpoints of one model "
@@ -51,9 +53,8 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     first_model.load_state_dict({name: (value / len(folders)).to(state[name].dtype) if value.is_floating_point()
                                  else value for name, value in total.items()})
     training = dict(first["training"])
-    training["averaged_from"] = [{"checkpoint": str(folder),
-                                  "command": read_description(folder)["training"].get("command")}
-                                 for folder in folders]
+    training["averaged_from"] = [{"checkpoint": str(folder), "command": command}
+                                 for folder, command in zip(folders, commands)]
     return save_checkpoint(first_model, out, features=first["features"], training=training)
 
 

@@ -430,6 +430,13 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.epoch, self.index = epoch, index
 
 
+def batch_draw(seed: int, examples: Sequence[Example], *more: str) -> int:
+    """A 64-bit number fixed by ``seed``, the batch's example ids and ``more``: a per-batch choice that
+    is the same on every run and after a resume, with no state to save."""
+    key = "|".join([str(seed), *(example.id for example in examples), *more])
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+
+
 class MergedBatches:
     """A collate that merges some batches' audio tokens, for merge-aware training (``--merge-train``).
 
@@ -448,8 +455,7 @@ class MergedBatches:
         self.mergings = [None if ratio == 0 else Merging(float(ratio), kind) for ratio in ratios]
 
     def merging_for(self, examples: Sequence[Example]):
-        key = f"{self.seed}|" + "|".join(example.id for example in examples)
-        pick = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % len(self.mergings)
+        pick = batch_draw(self.seed, examples) % len(self.mergings)
         return self.mergings[pick]
 
     def __call__(self, examples: Sequence[Example]) -> Batch:
@@ -482,8 +488,7 @@ class AugmentedBatches:
         self._centres = mel_band_centres(settings)
 
     def rng_for(self, examples: Sequence[Example], example: Example) -> np.random.Generator:
-        key = f"{self.seed}|" + "|".join(item.id for item in examples) + "|" + clip_key(example)
-        return np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+        return np.random.default_rng(batch_draw(self.seed, examples, clip_key(example)))
 
     def warped(self, mel: np.ndarray, factor: float) -> np.ndarray:
         """``mel`` with its spectrum stretched by ``factor``: band i reads the source at f_i / factor."""

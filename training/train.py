@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import AudioCache, AugmentedBatches, MergedBatches, balance_tasks, collate, length_filter
+    from framestamp.training.batches import (AudioCache, AugmentedBatches, MergedBatches, balance_tasks, collate,
+                                             length_filter)
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
