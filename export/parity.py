@@ -165,7 +165,10 @@ def fitted_examples(examples, seconds: float, batch_size: int, offset: int):
         example = examples[(offset + row) % len(examples)]
         length = seconds * (1.0 - 0.4 * row / max(1, batch_size - 1))
         times = [t for t in example.times if t < length] or [length / 2]
-        chosen.append(replace(example, times=times, duration=length, ends=None))
+        prompt = example.prompt
+        if example.task == "transcript":  # a cut transcript keeps the words that still start inside the clip
+            prompt = {**prompt, "transcript": " ".join(prompt["transcript"].split()[:len(times)])}
+        chosen.append(replace(example, prompt=prompt, times=times, duration=length, ends=None))
     return chosen
 
 

@@ -330,3 +330,20 @@ def test_polygraphy_runs_the_saved_real_inputs_through_onnx_runtime(exported, tm
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "PASSED" in done.stdout + done.stderr
+
+
+def test_parity_clips_cut_short_keep_the_transcript_words_that_still_start_inside():
+    from framestamp.data.manifest import Example
+    from framestamp.export.parity import fitted_examples
+
+    words = "one two three four five".split()
+    transcript = Example(id="t", task="transcript", prompt={"transcript": " ".join(words)},
+                         times=(0.2, 0.9, 1.6, 2.3, 3.0), ends=(0.8, 1.5, 2.2, 2.9, 3.6), duration=4.0, audio="a.wav")
+    word = Example(id="w", task="word", prompt={"word": "four", "occurrence": 1}, times=(2.3,), duration=4.0, audio="a.wav")
+    # Rows shrink from 2 s to 1.2 s: the transcript row keeps the words starting before its end.
+    cut, cut_word = fitted_examples([transcript, word], 2.0, 2, offset=0)
+    assert cut.duration == 2.0 and list(cut.times) == [0.2, 0.9, 1.6]
+    assert cut.prompt["transcript"].split() == words[:3]
+    assert cut_word.duration == 1.2 and list(cut_word.times) == [0.6]  # past its end: the middle of the cut clip
+    (shortest,) = fitted_examples([transcript], 0.1, 1, offset=0)
+    assert shortest.prompt["transcript"] == "one" and list(shortest.times) == [0.05]
