@@ -59,9 +59,8 @@ class Plan:
 # One H200 lease: 15 minutes with the machine's start, at most 10 per command. 9 minutes of steps.
 # Latency at the 3B shape comes first and gets the most: three autoregressive loops of ~250 tokens per
 # 26+ row. No --compile: on the first H200 lease (2026-12-01) the compiled 26+ row at batch 16 did not
-# finish in 220 s, while uncompiled rows at batch 1 and 16 finished in seconds each.
-# Training gets at least 175 s, more if steps before
-# it finish early.
+# finish in 220 s, while uncompiled 1-5 rows at batch 1 and 16 took under a second per loop.
+# Training gets at least 175 s, more if steps before it finish early.
 GPU = Plan(
     name="gpu", device="cuda", total_seconds=535, train_until_end=True,
     seconds={"environment": 20, "synthesis": 75, "parity": 55, "latency": 220, "train": 175, "trained": 60},
