@@ -8,6 +8,8 @@ Two decodings when the number of events is known (``DECODINGS``): "ordered" (``o
 default) picks the best set of distinct, separated frames jointly, so a transcript's words cannot
 stack on one frame; "posterior" is the paper's per-event mode (``posterior_mode``, eq. 6-8) for a
 Poisson head and top-k frames (``binary_top_k``) for a binary one. For one event the two agree.
+A transcript aligned on its words' own tracks is also paced by the words' lengths (``paced_map``,
+``runtime.pacing``): consecutive starts about as far apart as one speaking rate says.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 
 import numpy as np
 
+from framestamp.runtime import pacing
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 
@@ -602,18 +605,26 @@ def transcript_rows(known, word_rows, question_rows) -> np.ndarray:
 
 
 def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECONDS,
-                       radius_seconds: float = CONFIDENCE_SECONDS, min_separation: int = 2) -> np.ndarray:
+                       radius_seconds: float = CONFIDENCE_SECONDS, min_separation: int = 2, words=None,
+                       pace: float = pacing.WEIGHT) -> np.ndarray:
     """How sure the alignment is of each word's time, in [0, 1]: word i's marginal posterior mass within
     ``radius_seconds`` of ``times[i]``, among all ordered placements f_1 < ... < f_n, each step at least
     ``min_separation`` frames (lowered as ``ordered_map`` lowers it where n words do not fit), weighted
     by prod_i lambda_i(f_i): the density ``ordered_map`` maximizes, one track per word, (words, frames).
-    Forward and backward sums over the chain in log space: O(words x frames)."""
+    Forward and backward sums over the chain in log space: O(words x frames). With the transcript's
+    ``words`` and ``pace`` > 0, the density is the paced one ``paced_map`` maximizes, summed over the
+    speaking rates too (``pacing.paced_marginals``)."""
     tracks = np.asarray(log_intensity, dtype=np.float64)
     if tracks.ndim != 2 or tracks.shape[0] == 0:
         raise InputError(f"log_intensity must be (words, frames), got shape {tracks.shape}")
     count, frames = tracks.shape
     check_frame_seconds(frame_seconds)
     separation = _widest_separation(np.arange(frames), count, int(min_separation)) if count <= frames else 1
+    centres = (np.arange(frames) + 0.5) * frame_seconds
+    if _paced(words, count, pace):
+        marginals = pacing.paced_marginals(tracks, pacing.word_sizes(words), frame_seconds, separation, pace)
+        near = np.abs(centres[None, :] - np.asarray(times, dtype=np.float64)[:, None]) <= radius_seconds + 1e-9
+        return np.clip(np.sum(np.where(near, marginals, 0.0), axis=1), 0.0, 1.0)
 
     unreachable = np.full(separation, -np.inf)
     forward = [tracks[0]]
@@ -625,7 +636,6 @@ def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECOND
         backward.append(np.concatenate([after, unreachable])[separation:separation + frames])
     backward = backward[::-1]
     total = np.logaddexp.reduce(forward[-1])
-    centres = (np.arange(frames) + 0.5) * frame_seconds
     confidence = np.empty(count)
     for i, time in enumerate(np.asarray(times, dtype=np.float64)):
         near = np.abs(centres - time) <= radius_seconds + 1e-9
@@ -633,15 +643,56 @@ def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECOND
     return np.clip(confidence, 0.0, 1.0)
 
 
+def check_pace(pace) -> float:
+    """``pace`` (the speaking-rate prior's weight) as a float if it is a finite number >= 0; an InputError otherwise."""
+    if isinstance(pace, bool) or not isinstance(pace, (int, float, np.floating)) or not math.isfinite(pace) or pace < 0:
+        raise InputError(f"pace must be a number >= 0 (0: no speaking-rate prior), got {pace!r}")
+    return float(pace)
+
+
+def _paced(words, count: int, pace) -> bool:
+    """Whether to align ``count`` words with the speaking-rate prior: given the words and a weight > 0."""
+    if words is None:
+        return False
+    if len(words) != count:
+        raise InputError(f"{count} word rows for a transcript of {len(words)} words: give one row per word")
+    return check_pace(pace) > 0 and count > 1
+
+
+def paced_map(log_intensity, words, frame_seconds: float = FRAME_SECONDS, pace: float = pacing.WEIGHT,
+              min_separation: int = 2) -> np.ndarray:
+    """A transcript's word starts, (words,) seconds: ``ordered_map`` with a row per word, plus a prior
+    that consecutive starts are as far apart as the first word's length predicts at one speaking rate
+    for the clip (``runtime.pacing``; ``pace`` its weight, 0 for none). ``log_intensity`` (words, frames)
+    row i word i's track; frames that are -inf in some row are never chosen."""
+    tracks = np.asarray(log_intensity, dtype=np.float64)
+    if tracks.ndim != 2 or tracks.shape[0] == 0 or tracks.shape[1] == 0:
+        raise InputError(f"log_intensity must be (words, frames), got shape {tracks.shape}")
+    count = tracks.shape[0]
+    check_frame_seconds(frame_seconds)
+    if not _paced(words, count, pace):
+        return ordered_map(tracks, count, frame_seconds, min_separation=min_separation)
+    valid = np.all(tracks > -np.inf, axis=0)
+    usable = np.flatnonzero(valid)
+    if count > usable.size:
+        raise InputError(f"a transcript of {count} words needs as many usable frames, and the audio has {usable.size}: "
+                         "give longer audio or a shorter transcript")
+    separation = _widest_separation(usable, count, int(min_separation))
+    chosen = pacing.paced_frames(np.where(valid, tracks, -np.inf), pacing.word_sizes(words), frame_seconds,
+                                 separation, float(pace))
+    return (chosen + 0.5) * frame_seconds
+
+
 def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=("onset",),
-                      frame_seconds: float = FRAME_SECONDS):
+                      frame_seconds: float = FRAME_SECONDS, words=None, pace: float = pacing.WEIGHT):
     """A transcript's word starts (and ends) from each word's own head scores: forced alignment.
 
     ``rows`` (words, frames, channels): row i the scores of the word question for transcript word i
     ("the k-th occurrence of 'w'", k the times the transcript has said w so far), all of one clip.
     "ordered" decoding puts word i on row i's track with f_1 < ... < f_n jointly (``ordered_map``
     with a row per event): a word question alone confuses which word and which occurrence, the order
-    of the transcript settles it. "posterior" decodes each word on its own track. Ends, where the
+    of the transcript settles it; given the transcript's ``words``, their lengths pace it too (``paced_map``,
+    ``pace`` its weight, 0 for none). "posterior" decodes each word on its own track. Ends, where the
     channels give them, come from each word's own row (``interval_ends_for``), cut at the next word's
     start. Returns (times (words,), ends (words,) or None)."""
     rows = np.asarray(rows, dtype=np.float64)
@@ -649,7 +700,7 @@ def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=
         raise InputError(f"rows must be (words, frames, channels) with at least one word and frame, got shape {rows.shape}")
     onsets = rows[:, :, 0]
     if check_decoding(decoding) == "ordered":
-        times = ordered_map(onsets, len(onsets), frame_seconds)
+        times = paced_map(onsets, words, frame_seconds, pace)
     else:
         times = np.array([decode_events(row, 1, objective, decoding, frame_seconds)[0] for row in onsets])
     if "word" not in ended_tasks(channels):

@@ -15,6 +15,7 @@ from pathlib import Path
 from framestamp.runtime.artifact import SHIPPED, SHIPPED_ARTIFACT, artifact_folder  # noqa: F401 (imported from here)
 from framestamp.runtime.decoding import DECODINGS, TRANSCRIPT_BY
 from framestamp.runtime.formats import FORMATS
+from framestamp.runtime.pacing import WEIGHT as PACE
 
 # What the head's per-frame scores are, by objective (the --plot's lower axis).
 SCORE_NAMES = {"poisson": "log-intensity", "interpolated": "log-intensity", "binary": "logit"}
@@ -43,6 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="'ordered' (default) puts a transcript's words on distinct frames, jointly, and a k-th occurrence "
                              "after occurrences 1..k-1 (asked alongside); "
                              "'posterior' is the paper's per-event posterior mode (words may share a frame)")
+    parser.add_argument("--pace", type=float, default=PACE,
+                        help="--transcript timed by its words: weight of the prior that words follow each other as fast as "
+                             f"their lengths predict at one speaking rate (default {PACE}; 0: no prior)")
     parser.add_argument("--format", choices=FORMATS, default="json", help="output format (srt/vtt/textgrid suit --transcript)")
     parser.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
                         help="drop times whose confidence (the model's probability of being within 40 ms) is below P, "
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         windows["overlap_seconds"] = args.overlap
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
                       precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind,
-                      transcript_by=args.transcript_by, **windows)
+                      transcript_by=args.transcript_by, pace=args.pace, **windows)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:

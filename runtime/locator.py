@@ -22,12 +22,14 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import (align_word_tracks, aligned_confidence, check_decoding, check_transcript_by, decode_events, ended_tasks,
-                                        event_confidence, interval_ends_for, ordered_map, transcript_rows)
+from framestamp.runtime.decoding import (align_word_tracks, aligned_confidence, check_decoding, check_pace, check_transcript_by,
+                                        decode_events, ended_tasks, event_confidence, interval_ends_for, ordered_map,
+                                        transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.merging import MergingGraphs, check_ratio
+from framestamp.runtime.pacing import WEIGHT as PACE
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         known_words, prompt_ids, render_prompt, special_token_id,
                                         transcript_word_questions)
@@ -116,6 +118,8 @@ class Locator:
     the transcript says it, and the answers aligned in order: ``align_word_tracks``; a word outside the
     artifact's training vocabulary takes the transcript question's track instead) or "question"
     (the paper's one transcript question, one track for all its words; fewer decoder rows, less accurate).
+    Timed by its words, a transcript is paced by them too: consecutive starts as far apart as the words'
+    lengths predict at one speaking rate (runtime/pacing.py), with weight ``pace`` (0: not paced).
     ``merge`` merges that share of the audio tokens away before the decoder (training-free, runtime/
     merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
     Audio longer than ``window_seconds`` is answered a window at a time, ``overlap_seconds`` shared by
@@ -127,9 +131,10 @@ class Locator:
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
                  decoding: str = "ordered", count_check: bool = True,
                  merge: float | None = None, merge_kind: str = "local", transcript_by: str = "words",
-                 window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS):
+                 pace: float = PACE, window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS):
         self.decoding = check_decoding(decoding)
         self.transcript_by = check_transcript_by(transcript_by)
+        self.pace = check_pace(pace)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
         _check_window(window_seconds, overlap_seconds)
         self.folder = artifact_folder(artifact)
@@ -260,9 +265,10 @@ class Locator:
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
         everything = asked + [one for group in words + earlier for one in group]
         # A transcript timed by its words needs its own question's pass only for words the model never heard.
+        by_words = [one.query.task == "transcript" and self.transcript_by == "words" for one in asked]
         needed = [i for i in range(len(everything))
-                  if i >= len(asked) or not words[i] or not all(known_words(asked[i].fields["transcript"].split(),
-                                                                            self.vocabulary))]
+                  if i >= len(asked) or not by_words[i] or not all(known_words(asked[i].fields["transcript"].split(),
+                                                                               self.vocabulary))]
         scores: list[np.ndarray | None] = [None] * len(everything)
         for chunk in self._batches([everything[i] for i in needed]):
             for i, rows in zip(chunk, self._forward([everything[needed[i]] for i in chunk])):
@@ -272,7 +278,7 @@ class Locator:
             word_rows.append(scores[position:position + len(group)])
             position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
-            if words[index]:
+            if by_words[index]:  # aligned on its words' rows (the transcript question's where none is known), paced
                 known = known_words(one.fields["transcript"].split(), self.vocabulary)
                 answer, peak = self._aligned(one, transcript_rows(known, word_rows[index], scores[index]))
                 results.append(self._with_warnings(one, answer, peak, {}))
@@ -344,7 +350,7 @@ class Locator:
                 scores = ask(window, questions + ([] if all(known) else whole))
                 return transcript_rows(known, scores[:len(questions)], None if all(known) else scores[-1])
 
-            stretches = align_transcript(windows, said, ask_part, self.objective, self.decoding, by_words)
+            stretches = align_transcript(windows, said, ask_part, self.objective, self.decoding, by_words, self.pace)
             word_ends = [] if by_words and query.task in self.ended_tasks else None
             for stretch in stretches:
                 if not stretch.word_count:
@@ -354,9 +360,10 @@ class Locator:
                     owned = self._own(stitched, stretch.window, _words_track(stretch.track, self.objective))
                     skip = stretch.window.own_start - stretch.window.start
                     rows = stretch.track[:, skip:skip + len(owned)]
+                    part = said[stretch.first_word:stretch.first_word + stretch.word_count]
                     found, found_ends = align_word_tracks(rows, self.objective, self.decoding, self.channels,
-                                                          self.frame_seconds)
-                    confidence += list(self._word_confidence(rows[:, :, 0], found))
+                                                          self.frame_seconds, part, self.pace)
+                    confidence += list(self._word_confidence(rows[:, :, 0], found, part))
                     if word_ends is not None:
                         word_ends += list(found_ends + offset)
                 else:
@@ -628,9 +635,11 @@ class Locator:
     def _aligned(self, one: "_Asked", rows: np.ndarray) -> tuple[Timestamps, float]:
         """A transcript's answer from its words' head scores (words, frames, channels) (``transcript_rows``),
         and the peak of their onset tracks. Its track (``with_intensity``): the words' summed intensities."""
-        times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds)
+        words = one.fields["transcript"].split()
+        times, ends = align_word_tracks(rows, self.objective, self.decoding, self.channels, self.frame_seconds,
+                                        words, self.pace)
         onsets = rows[:, :, 0]
-        confidence = self._word_confidence(onsets, times)
+        confidence = self._word_confidence(onsets, times, words)
         track = _words_track(onsets, self.objective)
         answer = Timestamps(task="transcript", question=one.question, times=tuple(float(t) for t in times),
                             duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
@@ -639,13 +648,14 @@ class Locator:
                             log_intensity=track.astype(np.float32) if one.query.with_intensity else None)
         return answer, float(onsets.max())
 
-    def _word_confidence(self, onsets: np.ndarray, times) -> np.ndarray:
-        """Confidence of words aligned from their own tracks (words, frames): for log-intensity heads each
-        word's marginal among the ordered placements (``aligned_confidence``), a binary head's own probability."""
+    def _word_confidence(self, onsets: np.ndarray, times, words) -> np.ndarray:
+        """Confidence of ``words`` aligned from their own tracks (words, frames): for log-intensity heads each
+        word's marginal among the (paced) ordered placements (``aligned_confidence``), a binary head's own probability."""
         if self.objective == "binary":
             return np.array([event_confidence(track, [time], self.objective, self.frame_seconds)[0]
                              for track, time in zip(onsets, times)])
-        return aligned_confidence(onsets, times, self.frame_seconds)
+        return aligned_confidence(onsets, times, self.frame_seconds, words=words,
+                                  pace=self.pace if self.decoding == "ordered" else 0.0)
 
     def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
         """``one``'s times from its own head scores (frames, channels) alone."""

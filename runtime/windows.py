@@ -42,6 +42,7 @@ from framestamp.runtime.audio import MAX_FLOAT_PEAK, _check_complete, to_model_r
 from framestamp.runtime.decoding import align_word_tracks, decode_events
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS, HOP_LENGTH, SAMPLE_RATE, audio_frames_for_mel
+from framestamp.runtime.pacing import WEIGHT as PACE
 
 SAMPLES_PER_FRAME = round(FRAME_SECONDS * SAMPLE_RATE)  # 640: a 40 ms frame
 RESAMPLE_MARGIN_SECONDS = 0.1  # read on both sides of a window so the resampler's filter sees real context
@@ -227,11 +228,12 @@ class Stretch:
 
 
 def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, objective: str,
-                     decoding: str, by_words: bool = False) -> list[Stretch]:
+                     decoding: str, by_words: bool = False, pace: float = PACE) -> list[Stretch]:
     """Each window asked for the transcript's words it should hold, in order; every word committed to one stretch.
 
     ``ask(window, [words])`` returns the scores (1, frames, channels) of the transcript question over
-    ``words``, or with ``by_words`` the scores (len(words), frames, channels) of each word's question.
+    ``words``, or with ``by_words`` the scores (len(words), frames, channels) of each word's question,
+    then aligned paced by the words' lengths (weight ``pace``, 0: not paced).
     """
     count, frames = len(words), windows[-1].stop
     committed: list[int] = []  # the frame each word was placed at by the window that owns it, in order
@@ -252,7 +254,7 @@ def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, 
         held = max(1, round(count * window.frames / frames), len(committed) - first + 1)
         asked = count - first if last_window else min(count - first, held, window.frames)
         scores = ask(window, list(words[first:first + asked]))
-        times = (align_word_tracks(scores, objective, decoding)[0] if by_words
+        times = (align_word_tracks(scores, objective, decoding, words=words[first:first + asked], pace=pace)[0] if by_words
                  else decode_events(scores[0, :, 0], asked, objective, decoding))
         placed = window.start + np.floor(times / FRAME_SECONDS).astype(np.int64)
         context, new_words = len(committed) - first, 0  # the rows of words placed before: asked as context

@@ -595,3 +595,82 @@ def test_aligned_confidence_is_each_words_marginal_over_every_ordered_placement(
     assert aligned_confidence(np.array([[0.0] * 4 + [-300.0] * 4]), [7.5 * FRAME], FRAME)[0] < 1e-100
     with pytest.raises(InputError, match=r"must be \(words, frames\)"):
         aligned_confidence(np.zeros(5), [0.1])
+
+
+# ------------------------------------------------------------------ paced alignment (runtime/pacing.py)
+
+
+def brute_paced(tracks, words, separation):
+    """Every increasing placement ``separation`` apart at every rate of the grid, scored as the pacing
+    module's docstring writes the density: sum of row scores, minus weight x (log gap ratio)^2 / (2 spread^2)
+    per step, capped at weight x pause for a gap longer than expected. (score, frames) pairs."""
+    from framestamp.runtime import pacing
+
+    count, frames = tracks.shape
+    sizes = [len(word) + 2 for word in words]
+    placements = [t for t in itertools.combinations(range(frames), count)
+                  if all(b - a >= separation for a, b in zip(t, t[1:]))]
+    scored = []
+    for rate in pacing.RATES:
+        for placement in placements:
+            score = sum(tracks[i, f] for i, f in enumerate(placement))
+            for i in range(count - 1):
+                ratio = np.log((placement[i + 1] - placement[i]) * FRAME / (rate * sizes[i]))
+                penalty = ratio ** 2 / (2 * pacing.SPREAD ** 2)
+                score -= pacing.WEIGHT * (min(penalty, pacing.PAUSE) if ratio > 0 else penalty)
+            scored.append((score, placement))
+    return scored
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paced_map_and_its_confidence_match_brute_force_over_placements_and_rates(seed):
+    rng = np.random.default_rng(seed)
+    count, frames = int(rng.integers(2, 4)), int(rng.integers(9, 13))
+    tracks = rng.normal(0.0, 2.0, size=(count, frames))
+    if seed % 2:
+        tracks[:, rng.integers(frames)] = -np.inf  # a frame no word may take
+    words = ["".join("ab"[b] for b in rng.integers(0, 2, size=rng.integers(1, 9))) for _ in range(count)]
+    scored = brute_paced(tracks, words, 2)
+    best_score = max(score for score, _ in scored)
+    times = decoding.paced_map(tracks, words, FRAME)
+    frames_chosen = tuple(int(t / FRAME) for t in times)
+    assert max(score for score, placement in scored if placement == frames_chosen) == pytest.approx(best_score)
+    # confidence: the mass of placements (over every rate, uniformly) within 40 ms of each word's time
+    scores = np.array([score for score, _ in scored])
+    weights = np.exp(scores - scores.max())
+    expected = [sum(w for (_, t), w in zip(scored, weights) if abs((t[i] + 0.5) * FRAME - times[i]) <= 0.04 + 1e-9)
+                / weights.sum() for i in range(count)]
+    np.testing.assert_allclose(aligned_confidence(tracks, times, FRAME, words=words), expected, rtol=1e-7)
+
+
+def test_pacing_places_words_a_track_cannot_tell_apart_by_their_lengths():
+    """Two words known at 0.2 s and 2.6 s, five unknown ones between them on one flat track with a small
+    bump at every frame a word could start: unpaced, any five bumps in order are as good; paced, the
+    starts follow the words' lengths (one rate for the clip), as a speaker says them."""
+    frames = 80
+    words = ["go", "extraordinary", "a", "it", "wonderfully", "so", "end"]
+    sizes = np.array([len(word) + 2 for word in words], dtype=float)
+    starts = np.concatenate([[5.0], 5.0 + np.cumsum(sizes[:-1]) * (60.0 / sizes[:-1].sum())])  # frames
+    truth = np.round(starts).astype(int)
+    bumps = np.full(frames, -3.0)
+    bumps[np.arange(3, frames, 3)] = 0.0  # a start could be any of these (every 120 ms)
+    bumps[truth] = 0.0
+    tracks = np.tile(bumps, (len(words), 1))
+    tracks[0] = np.where(np.arange(frames) == truth[0], 5.0, -10.0)
+    tracks[-1] = np.where(np.arange(frames) == truth[-1], 5.0, -10.0)
+    paced = np.round(decoding.paced_map(tracks, words, FRAME) / FRAME - 0.5).astype(int)
+    assert np.abs(paced - truth).max() <= 1
+    unpaced = np.round(decoding.paced_map(tracks, words, FRAME, pace=0) / FRAME - 0.5).astype(int)
+    np.testing.assert_array_equal(unpaced, np.round(ordered_map(tracks, len(words), FRAME) / FRAME - 0.5))
+    assert np.abs(unpaced - truth).max() > 1  # without the prior the track alone cannot place them
+
+
+def test_paced_alignment_refuses_what_it_cannot_pace():
+    with pytest.raises(InputError, match="2 word rows for a transcript of 3 words"):
+        decoding.paced_map(np.zeros((2, 10)), ["a", "b", "c"])
+    with pytest.raises(InputError, match="pace must be a number >= 0"):
+        decoding.paced_map(np.zeros((2, 10)), ["a", "b"], pace=-1.0)
+    with pytest.raises(InputError, match="needs as many usable frames"):
+        decoding.paced_map(np.array([[0.0, -np.inf, 0.0], [0.0, -np.inf, 0.0], [0.0, -np.inf, 0.0]]), ["a", "b", "c"])
+    with pytest.raises(InputError, match="pace must be a number >= 0"):
+        align_word_tracks(np.zeros((2, 5, 1)), "poisson", words=["a", "b"], pace=float("nan"))

@@ -15,7 +15,7 @@ import soundfile
 import framestamp
 from framestamp.cli import main
 from framestamp.data.manifest import Example, read_manifest
-from framestamp.runtime import InputError, Locator, Query, ordered_map, posterior_mode
+from framestamp.runtime import InputError, Locator, Query, ordered_map, paced_map, posterior_mode
 from framestamp.runtime.formats import render
 
 SHIPPED = Path(framestamp.__file__).parent / "models"
@@ -276,7 +276,7 @@ def test_transcripts_timed_by_their_words_align_each_words_own_track(clips, loca
         alone = locator.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
         tracks.append(alone.log_intensity.astype(np.float64))
     tracks = np.stack(tracks)
-    np.testing.assert_allclose(joint.times, ordered_map(tracks, len(words)), atol=1e-6)
+    np.testing.assert_allclose(joint.times, paced_map(tracks, words), atol=1e-6)  # paced by the words' lengths
     assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # in order, two frames apart
     assert len(joint.ends) == len(words) and all(end > start for start, end in zip(joint.times, joint.ends))
     per_word = Locator(ARTIFACT, threads=1, decoding="posterior").transcript(audio, example.prompt["transcript"])
@@ -381,18 +381,22 @@ def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_
         else:
             alone = partly.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
             rows.append(alone.log_intensity.astype(np.float64))
-    np.testing.assert_allclose(answer.times, ordered_map(np.stack(rows), len(words)), atol=1e-6)
+    np.testing.assert_allclose(answer.times, paced_map(np.stack(rows), words), atol=1e-6)  # paced by the words
     assert any(repr(unheard) in warning for warning in answer.warnings)  # and it says the word is unknown
+    unpaced = Locator(ARTIFACT, threads=1, pace=0)
+    unpaced.vocabulary = partly.vocabulary
+    np.testing.assert_allclose(unpaced.transcript(audio, text).times, ordered_map(np.stack(rows), len(words)), atol=1e-6)
     nothing_known = Locator(ARTIFACT, threads=1)
     nothing_known.vocabulary = frozenset({"zzz"})
-    np.testing.assert_allclose(nothing_known.transcript(audio, text).times, ordered_map(whole, len(words)), atol=1e-6)
+    np.testing.assert_allclose(nothing_known.transcript(audio, text).times,
+                               paced_map(np.stack([whole] * len(words)), words), atol=1e-6)
 
 
 @pytest.mark.parametrize("unheard", [False, True])
 def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_order(clips, unheard):
     """Each word's question asked alone through single-example passes of the checkpoint (an independent
     computation), the transcript question's track standing in for a word outside the vocabulary,
-    aligned by ordered_map: what evaluate scores by default; --transcript-by question scores the
+    aligned by paced_map: what evaluate scores by default; --transcript-by question scores the
     transcript's own track, which answers differently here."""
     import torch
 
@@ -420,7 +424,7 @@ def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_or
         rows.append(track(replace(transcript, task="word", prompt={"word": word, "occurrence": seen[word]}, times=(0.0,),
                                        ends=None))
                     if known else own)
-    aligned = ordered_map(np.stack(rows), len(words))
+    aligned = paced_map(np.stack(rows), words)
     scored = evaluate(model, [replace(transcript, times=tuple(aligned), ends=None)], features, progress=False, vocabulary=vocabulary)
     assert scored.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)
     alone = ordered_map(own, len(words))

@@ -31,6 +31,7 @@ from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.merging import DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, HEAD_PLACES, MERGE_KINDS, POSITION_KINDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
+from framestamp.runtime.pacing import WEIGHT as PACE
 from framestamp.runtime.prompts import ANSWER_END, known_words, parse_answer, special_token_id, transcript_word_questions
 
 METHODS = ("poisson", "binary", "tokens")
@@ -117,12 +118,13 @@ def predict(model, batch, method: str, decoding: str = "ordered", merging=None) 
 
 @torch.no_grad()
 def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None, earlier=None,
-                      word_rows=None):
+                      word_rows=None, pace: float = PACE):
     """(times per example, ends per example): ends from the head's end channel, else its inside
     channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
     ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders. ``earlier``
     as ``decode_frames``. ``word_rows[b]``, when given and not None: (known, scores) of transcript example
-    b's word questions (``transcript_word_rows``), which then time it (``transcript_rows``, ``align_word_tracks``)."""
+    b's word questions (``transcript_word_rows``), which then time it (``transcript_rows``, ``align_word_tracks``,
+    paced by its words' lengths at weight ``pace``)."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -145,7 +147,7 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
         if word_rows and word_rows[b] is not None:
             known, words = word_rows[b]
             times[b], ends[b] = align_word_tracks(transcript_rows(known, words, rows), method, decoding, channels,
-                                                  FRAME_SECONDS)
+                                                  FRAME_SECONDS, example.prompt["transcript"].split(), pace)
         elif times[b] is not None and example.task in ended_tasks(channels):
             ends[b] = interval_ends_for(example.task, rows, channels, times[b], FRAME_SECONDS)
     return times, ends
@@ -206,11 +208,11 @@ def _occurrence_order(key: str) -> tuple[str, int]:
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
              device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-             merging=None, transcript_by: str = "words", vocabulary=None) -> Evaluation:
+             merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE) -> Evaluation:
     """Score ``model`` on ``examples`` (features: an AudioCache) task by task, answered as ``answer_examples`` answers them."""
     method = method or default_method(model.head_config.objective)
     answers = answer_examples(model, examples, features, batch_size, method, device, progress, decoding, merging,
-                              transcript_by, vocabulary)
+                              transcript_by, vocabulary, pace)
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
@@ -243,12 +245,12 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
 
 def answer_examples(model, examples, features, batch_size: int = 8, method: str | None = None,
                     device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-                    merging=None, transcript_by: str = "words", vocabulary=None) -> list[tuple]:
+                    merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE) -> list[tuple]:
     """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
     answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
     occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY), a word outside
-    ``vocabulary`` (the words the model was trained on; None: all) on the transcript question's track.
-    ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
+    ``vocabulary`` (the words the model was trained on; None: all) on the transcript question's track,
+    the words' lengths pacing them at weight ``pace`` (0: not paced). ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
     generated answer."""
     from tqdm import tqdm
 
@@ -274,7 +276,8 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
         found = words.get(id(example))
         if found is not None and all(found[0]):
             answers[id(example)] = align_word_tracks(transcript_rows(*found, None), method, decoding,
-                                                     list(model.head_config.channels), FRAME_SECONDS)
+                                                     list(model.head_config.channels), FRAME_SECONDS,
+                                                     example.prompt["transcript"].split(), pace)
     ordered = [example for example in ordered if id(example) not in answers]
     for start in tqdm(range(0, len(ordered), batch_size), desc=f"evaluate ({method})", unit="batch",
                       disable=not progress):
@@ -284,7 +287,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
         earlier_rows = [earlier.get(id(example), []) for example in chunk]
         word_rows = [words.get(id(example)) for example in chunk]
         for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
-                                                                  earlier_rows, word_rows)):
+                                                                  earlier_rows, word_rows, pace)):
             answers[id(example)] = (times, ends)
     return [answers[id(example)] for example in examples]
 
@@ -331,14 +334,14 @@ def transcript_word_rows(model, examples, features, batch_size: int, device, mer
                          vocabulary=None) -> dict[int, tuple[list[bool], list[np.ndarray]]]:
     """id(example) -> (which words are in ``vocabulary`` (None: all), the head scores (frames, channels) of
     each of those words' questions (``transcript_word_questions``) asked of its clip), for each transcript
-    example with a word in the vocabulary: what ``transcript_rows`` and ``align_word_tracks`` time it with."""
+    example (no rows where none of its words is known): what ``transcript_rows`` and ``align_word_tracks`` time it with."""
     known = {id(example): known_words(example.prompt["transcript"].split(), vocabulary)
              for example in examples if example.task == "transcript"}
     asked = [(example, fields) for example in examples if example.task == "transcript"
              for fields in transcript_word_questions(example.prompt["transcript"].split(), vocabulary)]
     questions = [replace(example, id=f"{example.id}#{index}", task="word", prompt=fields, times=(0.0,), ends=None)
                  for index, (example, fields) in enumerate(asked)]
-    words = defaultdict(list)
+    words = {key: [] for key in known}
     for (example, _), rows in zip(asked, question_rows(model, questions, features, batch_size, device, merging,
                                                        progress, "transcript words")):
         words[id(example)].append(rows)
@@ -362,6 +365,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transcript-by", choices=TRANSCRIPT_BY, default="words",
                         help="'words' (default) asks each transcript word as its own question and aligns the answers in "
                              "order; 'question' is the paper's one transcript question")
+    parser.add_argument("--pace", type=float, default=PACE,
+                        help=f"transcripts timed by words: weight of the prior that words follow each other as fast as "
+                             f"their lengths predict at one speaking rate (default {PACE}; 0: no prior)")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens away before the decoder (0-1, training-free)")
     parser.add_argument("--merge-kind", choices=MERGE_KINDS, default="local",
@@ -413,7 +419,7 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
                       decoding=args.decoding, merging=merging, transcript_by=args.transcript_by,
-                      vocabulary=trained_words(description))
+                      vocabulary=trained_words(description), pace=args.pace)
     text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
     print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0
