@@ -22,7 +22,11 @@ in recording order:
   words a window places in its owned stretch are committed to it, so every word belongs to exactly
   one stretch, in order; the last window takes the words left. Timed by its words (the runtime's
   default), a window is asked each word's question instead, the k-th time the window's part says it,
-  and places them by ``align_word_tracks``.
+  and places them by ``paced_map``. Each word then has a track of its own, so the window is asked for
+  ``SURPLUS`` times the words the rate predicts, and frames past its end are added on which every word
+  scores a high quantile of its own track: a word the window does not hold falls there, behind the
+  ones it does, instead of squeezing them (on 5-minute recordings of held-out voices: 88.1% of word
+  starts within 40 ms without, 98.0% with).
 
 Decoding then runs once on the stitched track, each event held to the owned stretch it was committed
 to (an ordered decode per stretch, which is the global ordered decode with that constraint, in time
@@ -39,15 +43,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 from framestamp.runtime.audio import MAX_FLOAT_PEAK, _check_complete, to_model_rate
-from framestamp.runtime.decoding import align_word_tracks, decode_events
+from framestamp.runtime.decoding import align_word_tracks, decode_events, paced_map
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS, HOP_LENGTH, SAMPLE_RATE, audio_frames_for_mel
+from framestamp.runtime.pacing import PAUSE
 from framestamp.runtime.pacing import WEIGHT as PACE
 
 SAMPLES_PER_FRAME = round(FRAME_SECONDS * SAMPLE_RATE)  # 640: a 40 ms frame
 RESAMPLE_MARGIN_SECONDS = 0.1  # read on both sides of a window so the resampler's filter sees real context
 SCAN_BLOCK = 1 << 20  # source frames read at once when checking a file
 MAX_LOCAL_OCCURRENCES = 16  # a window is asked for at most this many occurrences at once
+# A transcript timed by its words asks a window for more words than the speaking rate puts there, and lets
+# the ones it does not hold fall past its end (onto frames scored at the SLACK_QUANTILE of each word's own
+# track): 1.5x + 2 words, the 0.9 quantile (0.75-0.97 and 1.25-2x measured the same on a tuning recording).
+SURPLUS, SURPLUS_WORDS, SLACK_QUANTILE = 1.5, 2, 0.9
 ONSET_LEAD = 1  # frames a transcript window starts before the first word it is asked for
 
 
@@ -252,10 +261,21 @@ def align_transcript(windows: Sequence[Window], words: Sequence[str], ask: Ask, 
         # The model spreads whatever words it is given over the speech it hears (asked for more words than a
         # window holds, it squeezes them all in): ask for as many as the recording's speaking rate puts there.
         held = max(1, round(count * window.frames / frames), len(committed) - first + 1)
+        past_end = by_words and decoding == "ordered" and not last_window  # words may fall past the window's end
+        if past_end:
+            held = int(np.ceil(held * SURPLUS)) + SURPLUS_WORDS
         asked = count - first if last_window else min(count - first, held, window.frames)
         scores = ask(window, list(words[first:first + asked]))
-        times = (align_word_tracks(scores, objective, decoding, words=words[first:first + asked], pace=pace)[0] if by_words
-                 else decode_events(scores[0, :, 0], asked, objective, decoding))
+        if past_end:
+            onsets = scores[:, :, 0]
+            # "not in this window", per word: above most of its own frames, and above any frame by the most the
+            # pacing can charge for the gap to it, so a word with nothing to go on in the window is not paced into it
+            beyond = np.quantile(onsets, SLACK_QUANTILE, axis=1, keepdims=True) + pace * PAUSE
+            extended = np.concatenate([onsets, np.repeat(beyond, 2 * asked, axis=1)], axis=1)
+            times = paced_map(extended, words[first:first + asked], FRAME_SECONDS, pace)
+        else:
+            times = (align_word_tracks(scores, objective, decoding, words=words[first:first + asked], pace=pace)[0] if by_words
+                     else decode_events(scores[0, :, 0], asked, objective, decoding))
         placed = window.start + np.floor(times / FRAME_SECONDS).astype(np.int64)
         context, new_words = len(committed) - first, 0  # the rows of words placed before: asked as context
         for frame in placed[context:]:

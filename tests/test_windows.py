@@ -234,3 +234,18 @@ def test_long_and_short_recordings_in_one_run_keep_their_order():
     together = locator.run(queries)
     assert [answer.times for answer in together] == [locator.run([query])[0].times for query in queries]
     assert together[0].times == pytest.approx([470 * 0.04 + 0.02]) and together[1].times == pytest.approx([90 * 0.04 + 0.02])
+
+
+def test_a_transcript_keeps_its_order_where_the_speaking_rate_changes():
+    """Slow speech, then fast: a window over the slow part holds fewer words than the recording's average
+    rate predicts. The words it does not hold fall past its end for the next window, instead of being
+    squeezed into it: the same frames as one pass over the whole recording."""
+    seconds = 50.0
+    edges = list(range(20, 600, 40)) + list(range(610, round(seconds * 25) - 8, 12))
+    words = [str(w) for w in np.random.default_rng(11).choice(list(TONES), size=len(edges))]
+    audio = bursts_recording(list(zip(edges, words)), seconds)
+    transcript = " ".join(words)
+    expected = listening(None).transcript(audio, transcript, rate=RATE)
+    assert expected.times == pytest.approx([f * 0.04 + 0.02 for f in edges])
+    found = listening(12.0, 4.0).transcript(audio, transcript, rate=RATE)
+    assert found.times == pytest.approx(expected.times, abs=1e-9)
