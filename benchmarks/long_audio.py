@@ -1,10 +1,15 @@
 """Long recordings: windowed answers against one pass, and time and memory from 10 s to 60 minutes.
 
     framestamp bench long-audio accuracy runs/final/eval-long/manifest.jsonl --windows none,12/4,20/4,30/6
+    framestamp bench long-audio tiled runs/final/eval-long/manifest.jsonl --seconds 300 --windows 20/4
     framestamp bench long-audio scaling --out benchmarks/results/cpu
 
 accuracy: acc@40ms of word and transcript questions on a manifest, for each window/overlap in seconds
 ("none": one pass over the whole clip), through the Locator on an exported artifact.
+
+tiled: the manifest's transcript clips joined end to end into one recording of about --seconds, its
+transcript the clips' transcripts in order, every word's true start known: acc@40ms of the whole
+transcript answered over the recording, per window/overlap.
 
 scaling: one fresh process per length and backend answers a transcript question (every window is
 asked) and a word question about a file of tiled synthetic speech; wall time and peak resident memory
@@ -28,6 +33,7 @@ import numpy as np
 
 from framestamp.runtime.artifact import SHIPPED_ARTIFACT
 from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
+from framestamp.runtime.pacing import WEIGHT as PACE
 
 SHIPPED_CHECKPOINT = SHIPPED_ARTIFACT.parent / "omni-tiny-synth"
 LENGTHS = (10, 30, 60, 150, 300, 600, 1200, 2400, 3600)  # seconds
@@ -73,6 +79,62 @@ def accuracy_markdown(rows: list[dict], command: str, manifest: Path) -> str:
     for row in rows:
         lines.append(f"| {row['window']} | {row['word_acc40']:.1%} | {row['transcript_acc40']:.1%} | {row['word_events']} | "
                      f"{row['transcript_events']} | {row['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ tiled
+def tiled_recording(manifest: Path, seconds: float, path: Path) -> tuple[list[str], np.ndarray]:
+    """The manifest's transcript clips, in order and again from the first, joined into a 16 kHz FLAC at
+    ``path`` until it holds ``seconds`` (whole clips: it may run a clip past); (its words, their starts)."""
+    import soundfile
+
+    from framestamp.data.manifest import read_manifest
+
+    clips = [e for e in read_manifest(manifest) if e.task == "transcript"]
+    if not clips:
+        raise SystemExit(f"{manifest}: no transcript lines to tile")
+    words, starts, written, index = [], [], 0, 0
+    with soundfile.SoundFile(path, "w", samplerate=16_000, channels=1, format="FLAC") as handle:
+        while written < seconds * 16_000:
+            clip = clips[index % len(clips)]
+            sound, rate = soundfile.read(manifest.parent / clip.audio, dtype="float32")
+            if rate != 16_000 or sound.ndim != 1:
+                raise SystemExit(f"{clip.audio}: tiling takes 16 kHz mono clips, got {rate} Hz, shape {sound.shape}")
+            words += clip.prompt["transcript"].split()
+            starts += [written / 16_000 + t for t in clip.times]
+            handle.write(sound)
+            written += len(sound)
+            index += 1
+    return words, np.asarray(starts)
+
+
+def tiled(manifest: Path, artifact: Path, seconds: float, windows: list[str], threads: int, pace: float = PACE) -> list[dict]:
+    from framestamp.runtime.locator import Locator
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="framestamp-tiled.") as scratch:
+        path = Path(scratch) / "tiled.flac"
+        words, starts = tiled_recording(manifest, seconds, path)
+        for text in windows:
+            window, overlap = parse_window(text)
+            locator = Locator(artifact, threads=threads, window_seconds=window, overlap_seconds=overlap, pace=pace)
+            began = time.perf_counter()
+            answer = locator.transcript(str(path), " ".join(words))
+            errors = np.abs(np.asarray(answer.times) - starts)
+            rows.append({"window": text, "audio_seconds": answer.duration, "words": len(words),
+                         "acc20": float(np.mean(errors <= 0.02 + 1e-9)), "acc40": float(np.mean(errors <= 0.04 + 1e-9)),
+                         "acc100": float(np.mean(errors <= 0.1 + 1e-9)), "seconds": time.perf_counter() - began})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def tiled_markdown(rows: list[dict], command: str, manifest: Path) -> str:
+    lines = [f"# One transcript over {manifest}'s clips joined end to end", "", f"`{command}`", "",
+             "Word starts within 20 / 40 / 100 ms of the truth, the whole transcript answered over the recording.", "",
+             "| window / overlap (s) | audio | words | acc@20 | acc@40 | acc@100 | seconds |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['window']} | {row['audio_seconds']:.0f} s | {row['words']} | {row['acc20']:.1%} | "
+                     f"{row['acc40']:.1%} | {row['acc100']:.1%} | {row['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,6 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     scored.add_argument("--every", type=int, default=1, help="score every N-th word question (all transcripts)")
     scored.add_argument("--threads", type=int, default=1)
     scored.add_argument("--out", type=Path)
+    joined = modes.add_parser("tiled", help="one transcript over a manifest's clips joined end to end, acc@40ms")
+    joined.add_argument("manifest", type=Path)
+    joined.add_argument("--seconds", type=float, default=300.0, help="join clips until the recording is this long")
+    joined.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT)
+    joined.add_argument("--windows", default=f"{DEFAULT_WINDOW_SECONDS:g}/{DEFAULT_OVERLAP_SECONDS:g}",
+                        help="comma-separated WINDOW/OVERLAP seconds, or none (one pass: memory grows with the length)")
+    joined.add_argument("--pace", type=float, default=PACE, help=f"the speaking-rate prior's weight (default {PACE}; 0: none)")
+    joined.add_argument("--threads", type=int, default=2)
+    joined.add_argument("--out", type=Path)
     scaled = modes.add_parser("scaling", help="wall time and peak memory from 10 s to 60 minutes")
     scaled.add_argument("--lengths", default=",".join(str(n) for n in LENGTHS), help="seconds of audio, comma-separated")
     scaled.add_argument("--one-pass-up-to", type=float, default=max(ONE_PASS_LENGTHS),
@@ -265,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "long-audio-accuracy.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
             (args.out / "long-audio-accuracy.md").write_text(text)
+    elif args.mode == "tiled":
+        rows = tiled(args.manifest, args.artifact, args.seconds, args.windows.split(","), args.threads, args.pace)
+        text = tiled_markdown(rows, command, args.manifest)
+        print(text)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "long-audio-tiled.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+            (args.out / "long-audio-tiled.md").write_text(text)
     else:
         rows = scaling([float(n) for n in args.lengths.split(",")], args.one_pass_up_to, args.threads,
                        args.backends.split(","), args.pytorch_up_to)

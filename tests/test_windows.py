@@ -249,3 +249,29 @@ def test_a_transcript_keeps_its_order_where_the_speaking_rate_changes():
     assert expected.times == pytest.approx([f * 0.04 + 0.02 for f in edges])
     found = listening(12.0, 4.0).transcript(audio, transcript, rate=RATE)
     assert found.times == pytest.approx(expected.times, abs=1e-9)
+
+
+def test_tiled_recordings_hold_the_clips_in_order_with_every_words_start(speech, tmp_path):
+    """`bench long-audio tiled` joins a manifest's transcript clips: the FLAC holds their samples one after
+    another (again from the first when it needs more), and each word's start is its clip's start plus the
+    lengths of the clips before it, read here from the clips' own files."""
+    from framestamp.benchmarks.long_audio import tiled_recording
+
+    folder, examples = speech
+    clips = [e for e in examples if e.task == "transcript"]
+    sounds = [soundfile.read(folder / e.audio, dtype="float32")[0] for e in clips]
+    target = sum(len(s) for s in sounds) / RATE + 1.0  # one clip more than the manifest holds
+    words, starts = tiled_recording(folder / "manifest.jsonl", target, tmp_path / "tiled.flac")
+    order = clips + clips[:1]
+    joined, _ = soundfile.read(tmp_path / "tiled.flac", dtype="float32")
+    np.testing.assert_allclose(joined, np.concatenate(sounds + sounds[:1]), atol=1e-4)  # FLAC keeps 16-bit samples
+    offsets = np.cumsum([0] + [len(s) for s in sounds])[:len(order)] / RATE
+    assert words == [w for e in order for w in e.prompt["transcript"].split()]
+    np.testing.assert_allclose(starts, [offset + t for offset, e in zip(offsets, order) for t in e.times])
+    out = tmp_path / "out"
+    assert main(["bench", "long-audio", "tiled", str(folder / "manifest.jsonl"), "--seconds", "12", "--windows",
+                 "none,8/2", "--threads", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "long-audio-tiled.json").read_text())["rows"]
+    needed = int(np.searchsorted(np.cumsum([len(s) for s in sounds]) / RATE, 12.0)) + 1  # whole clips up to 12 s
+    assert [row["window"] for row in rows] == ["none", "8/2"]
+    assert all(row["words"] == sum(len(e.times) for e in clips[:needed]) and 0 <= row["acc40"] <= 1 for row in rows)
