@@ -2,8 +2,8 @@
 
 Aligning a transcript word by word scores word i at frame f by its own question's track. Where that
 track is weak (a word the model never heard, answered on the transcript question's shared track, or
-an engine it never heard) the plain ordered alignment puts words on the right starts in the wrong
-order of which is which: it knows *that* a word starts somewhere, not *which*. The transcript says
+an engine it never heard) the plain ordered alignment often puts a word on another word's start:
+it knows *that* a word starts there, not *which*. The transcript says
 more than the order: a long word takes longer to say than a short one. Speech has a rate, so the
 time from word i's start to word i+1's is about ``rate x size_i``, ``size_i`` the word's letters
 plus 2 (``word_sizes``; on espeak-ng and flite transcripts the log of gap / (rate x size) has an
