@@ -274,23 +274,24 @@ class Timer:
 
     def _by_words(self, example, features):
         """The transcript timed as the runtime times it by default: a question per word, the k-th time the
-        transcript says it, in one batch about the one clip, aligned in order (one transcript: rows grow
-        with its words, so only batches of one are timed this way)."""
+        transcript says it, in one batch about the one clip, aligned in order and paced by the words (one
+        transcript: rows grow with its words, so only batches of one are timed this way)."""
         import torch
 
         from framestamp.runtime.decoding import align_word_tracks
         from framestamp.runtime.prompts import transcript_word_questions
         from framestamp.training.batches import collate
 
+        words = example.prompt["transcript"].split()
         questions = [replace(example, task="word", prompt=fields, times=(0.0,), ends=None)
-                     for fields in transcript_word_questions(example.prompt["transcript"].split())]
+                     for fields in transcript_word_questions(words)]
         batch = collate(questions, features, self.model.prompt_ids, self.model.pad_id, share_clips=True).to(self.device)
 
         @torch.no_grad()
         def by_words():
             output = self.model.run_batch(batch)
             frames = int(output.frame_mask[0].sum())
-            return [align_word_tracks(output.scores[:, :frames].float().cpu().numpy(), "poisson")[0]]
+            return [align_word_tracks(output.scores[:, :frames].float().cpu().numpy(), "poisson", words=words)[0]]
         return by_words
 
     def _prompt(self, batch):
