@@ -299,6 +299,15 @@ def scaling_plot(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def report(out: Path | None, name: str, command: str, rows: list[dict], text: str) -> None:
+    """Print the markdown table; with ``out``, also write it and the rows as NAME.md and NAME.json there."""
+    print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
+        (out / f"{name}.md").write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="framestamp bench long-audio", description=__doc__.splitlines()[0])
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -330,29 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "framestamp bench long-audio " + " ".join(argv or sys.argv[1:])
     if args.mode == "accuracy":
         rows = accuracy(args.manifest, args.artifact, args.windows.split(","), args.every, args.threads)
-        text = accuracy_markdown(rows, command, args.manifest)
-        print(text)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "long-audio-accuracy.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
-            (args.out / "long-audio-accuracy.md").write_text(text)
+        report(args.out, "long-audio-accuracy", command, rows, accuracy_markdown(rows, command, args.manifest))
     elif args.mode == "tiled":
         rows = tiled(args.manifest, args.artifact, args.seconds, args.windows.split(","), args.threads, args.pace)
-        text = tiled_markdown(rows, command, args.manifest)
-        print(text)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "long-audio-tiled.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
-            (args.out / "long-audio-tiled.md").write_text(text)
+        report(args.out, "long-audio-tiled", command, rows, tiled_markdown(rows, command, args.manifest))
     else:
         rows = scaling([float(n) for n in args.lengths.split(",")], args.one_pass_up_to, args.threads,
                        args.backends.split(","), args.pytorch_up_to)
-        text = scaling_markdown(rows, command)
-        print(text)
+        report(args.out, "long-audio-scaling", command, rows, scaling_markdown(rows, command))
         if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "long-audio-scaling.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
-            (args.out / "long-audio-scaling.md").write_text(text)
             scaling_plot(rows, args.out / "long-audio-scaling.png")
     return 0
 
