@@ -83,9 +83,11 @@ def accuracy_markdown(rows: list[dict], command: str, manifest: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------ tiled
-def tiled_recording(manifest: Path, seconds: float, path: Path) -> tuple[list[str], np.ndarray]:
+def tiled_recording(manifest: Path, seconds: float, path: Path, cut: bool = False) -> tuple[list[str], np.ndarray]:
     """The manifest's transcript clips, in order and again from the first, joined into a 16 kHz FLAC at
-    ``path`` until it holds ``seconds`` (whole clips: it may run a clip past); (its words, their starts)."""
+    ``path`` (written clip by clip) until it holds ``seconds``: whole clips (it may run a clip past), or
+    with ``cut`` exactly ``seconds``, the last clip cut short with the words that start before the cut.
+    Returns (its words, their starts)."""
     import soundfile
 
     from framestamp.data.manifest import read_manifest
@@ -93,15 +95,19 @@ def tiled_recording(manifest: Path, seconds: float, path: Path) -> tuple[list[st
     clips = [e for e in read_manifest(manifest) if e.task == "transcript"]
     if not clips:
         raise SystemExit(f"{manifest}: no transcript lines to tile")
+    total = int(seconds * 16_000)
     words, starts, written, index = [], [], 0, 0
     with soundfile.SoundFile(path, "w", samplerate=16_000, channels=1, format="FLAC") as handle:
-        while written < seconds * 16_000:
+        while written < total:
             clip = clips[index % len(clips)]
             sound, rate = soundfile.read(manifest.parent / clip.audio, dtype="float32")
             if rate != 16_000 or sound.ndim != 1:
                 raise SystemExit(f"{clip.audio}: tiling takes 16 kHz mono clips, got {rate} Hz, shape {sound.shape}")
-            words += clip.prompt["transcript"].split()
-            starts += [written / 16_000 + t for t in clip.times]
+            if cut:
+                sound = sound[:total - written]
+            kept = [(word, t) for word, t in zip(clip.prompt["transcript"].split(), clip.times) if t < len(sound) / 16_000]
+            words += [word for word, _ in kept]
+            starts += [written / 16_000 + t for _, t in kept]
             handle.write(sound)
             written += len(sound)
             index += 1
@@ -182,32 +188,16 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": usage.r
 
 
 def long_speech(folder: Path, seconds: float) -> tuple[Path, str]:
-    """A 16 kHz FLAC of ``seconds`` of synthetic speech (clips tiled), written block by block, and its transcript."""
-    import soundfile
-
+    """A 16 kHz FLAC of exactly ``seconds`` of synthetic speech (clips tiled), and its transcript."""
     from framestamp.cli import main
-    from framestamp.data.manifest import read_manifest
 
     source = folder / "source"
     if not (source / "manifest.jsonl").is_file():
         main(["synth", str(source), "--tasks", "words", "--count", "6", "--seed", "12", "--min-seconds", "8",
               "--max-seconds", "12", "--voices", "en-029,en-us-nyc"])
-    clips = [e for e in read_manifest(source / "manifest.jsonl") if e.task == "transcript"]
-    sounds = [soundfile.read(source / e.audio, dtype="float32")[0] for e in clips]
     path = folder / f"speech-{seconds:g}s.flac"
-    words, written, index = [], 0, 0
-    with soundfile.SoundFile(path, "w", samplerate=16_000, channels=1, format="FLAC") as handle:
-        while written < seconds * 16_000:
-            sound = sounds[index % len(sounds)][: int(seconds * 16_000) - written]
-            handle.write(sound)
-            written += len(sound)
-            if len(sound) == len(sounds[index % len(sounds)]):
-                words.append(clips[index % len(clips)].prompt["transcript"])
-            else:  # a clip cut short: its words that start before the cut
-                kept = sum(t < len(sound) / 16_000 for t in clips[index % len(clips)].times)
-                words.append(" ".join(clips[index % len(clips)].prompt["transcript"].split()[:kept]))
-            index += 1
-    return path, " ".join(w for w in words if w)
+    words, _ = tiled_recording(source / "manifest.jsonl", seconds, path, cut=True)
+    return path, " ".join(words)
 
 
 def scaling(lengths: list[float], one_pass_up_to: float, threads: int, backends: list[str],
