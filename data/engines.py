@@ -3,6 +3,7 @@
     espeak    espeak-ng through libespeak-ng (data/espeak.py): a plain name such as ``en-029`` is espeak's
     flite     libflite through ctypes (data/flite.py): slt, rms, awb, kal16, kal
     festival  Festival as a subprocess (data/festival.py): kal, ked, slt (each its own Debian package)
+    piper     Piper's neural (VITS) voices on ONNX Runtime (data/piper.py): joe (pip install 'framestamp[piper]')
 
 Every engine's ``synthesize(text, voice)`` returns a Speech: int16 samples at the engine's own rate
 (``voice.sample_rate``) and one Word per word of the text with start and end times taken from the
@@ -22,7 +23,8 @@ from framestamp.data import espeak
 from framestamp.data.espeak import Phone, Speech, Word
 from framestamp.runtime.errors import InputError
 
-MODULES = {"espeak": "framestamp.data.espeak", "flite": "framestamp.data.flite", "festival": "framestamp.data.festival"}
+MODULES = {"espeak": "framestamp.data.espeak", "flite": "framestamp.data.flite", "festival": "framestamp.data.festival",
+           "piper": "framestamp.data.piper"}
 
 
 def engine_module(engine: str):
@@ -84,8 +86,8 @@ def random_voice(rng: np.random.Generator, specs):
 def synthesize(text: str, voice, keep_pauses: bool = False) -> Speech:
     """``text`` (words separated by spaces) spoken by ``voice``, timed by its engine.
 
-    flite and Festival set the samples outside words to zero unless ``keep_pauses`` (espeak-ng's
-    pauses are silent already).
+    flite and Festival set the samples outside words to zero unless ``keep_pauses``, Piper those of its
+    pauses (espeak-ng's pauses are silent already).
     """
     if voice.engine == "espeak":
         return espeak.synthesize(text, voice)
@@ -97,8 +99,8 @@ def prepare(specs) -> None:
     for engine, name in map(split_spec, specs):
         if engine == "espeak":
             espeak.initialize()
-        elif engine == "flite":
-            engine_module("flite").initialize([name])
+        elif engine in ("flite", "piper"):
+            engine_module(engine).initialize([name])
 
 
 @contextlib.contextmanager

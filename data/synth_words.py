@@ -45,7 +45,7 @@ SPEC_DEFAULTS = {"min_seconds": DEFAULT_MIN_SECONDS, "max_seconds": DEFAULT_MAX_
 OPTIONAL_SETTINGS = ("noise_snr", "noise_kinds", "reverb", "vocabulary")
 # The clip's conditions draw from their own streams of its seed: turning noise on changes nothing else.
 ROOM_STREAM, NOISE_STREAM = 1, 2
-SPEAKER_BASE = {"flite": 2000, "festival": 3000}  # espeak's speaker numbers are 1000-1799
+SPEAKER_BASE = {"flite": 2000, "festival": 3000, "piper": 4000}  # espeak's speaker numbers are 1000-1799
 
 
 @lru_cache(maxsize=1)
@@ -155,7 +155,7 @@ class WordClip:
     pcm: np.ndarray  # int16 at 16 kHz, exactly what the FLAC file holds
     words: tuple[Word, ...]
     phones: tuple[Phone, ...]
-    voice: object  # espeak.Voice, flite.FliteVoice or festival.FestivalVoice
+    voice: object  # espeak.Voice, flite.FliteVoice, festival.FestivalVoice or piper.PiperVoice
     conditions: dict = field(default_factory=dict)  # {"reverb": {...}, "noise": {...}} when applied
 
     @property
@@ -280,7 +280,7 @@ def labels_of(clip: WordClip) -> dict:
 
 def speaker_number(voice) -> int:
     """A LibriSpeech-style speaker id per voice: espeak 1000 + 100*language + variant, flite 2000 +
-    100*voice, festival 3000 + 100*voice (in the order of each engine's VOICES)."""
+    100*voice, festival 3000 + 100*voice, piper 4000 + 100*voice (in the order of each engine's VOICES)."""
     if voice.engine != "espeak":
         return SPEAKER_BASE[voice.engine] + 100 * list(engines.engine_module(voice.engine).VOICES).index(voice.name)
     variant = 0 if voice.variant is None else 1 + list(espeak.VARIANTS).index(voice.variant)

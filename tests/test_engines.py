@@ -1,4 +1,4 @@
-"""Speech engines (espeak-ng, flite, Festival) and acoustic conditions for word clips.
+"""Speech engines (espeak-ng, flite, Festival, Piper) and acoustic conditions for word clips.
 
 Every check on audio computes energy from the samples alone (never from the engines' own timing) and
 compares it with the labels.
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from framestamp.data import conditions, engines, espeak, festival, flite, synth
+from framestamp.data import conditions, engines, espeak, festival, flite, piper, synth
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.errors import InputError
 
@@ -26,13 +26,15 @@ def needs(spec):
         ok, reason = espeak.available(), "needs libespeak-ng (apt-get install espeak-ng)"
     elif engine == "flite":
         ok, reason = flite.available(), "needs flite (apt-get install flite)"
+    elif engine == "piper":
+        ok, reason = piper.available(name), f"needs piper's {name}: {piper.INSTALL_HINT}"
     else:
         ok, reason = festival.available(name), f"needs festival's {name} (apt-get install festival {festival.VOICES[name].package})"
     return pytest.param(spec, marks=[pytest.mark.skipif(not ok, reason=reason), getattr(pytest.mark, engine)], id=spec)
 
 
 VOICES = [needs(spec) for spec in ("en-us", "flite:slt", "flite:rms", "flite:awb", "flite:kal16", "flite:kal",
-                                   "festival:kal", "festival:ked", "festival:slt")]
+                                   "festival:kal", "festival:ked", "festival:slt", "piper:joe")]
 needs_flite = pytest.mark.skipif(not flite.available(), reason="needs flite (apt-get install flite)")
 needs_espeak = pytest.mark.skipif(not espeak.available(), reason="needs libespeak-ng (apt-get install espeak-ng)")
 
@@ -168,6 +170,34 @@ def test_festival_phrase_does_not_depend_on_the_phrases_before_it_in_a_session()
         after = festival.synthesize("water and stone", voice)
     assert np.array_equal(alone.samples, after.samples) and alone.words == after.words
     assert [word.text for word in alone.words] == ["water", "and", "stone"]
+
+
+def test_piper_durations_time_words_from_their_lead_in_with_marks_on_their_phones():
+    # "^ w ˈɔː , <space> s t ˈo n <space> ɪ z $", 100 samples a symbol at 1000 Hz; ː is a length mark. The sound
+    # starts 70 samples into the start token and 60 into the space after the comma, and runs through the join.
+    symbols = ["^", "w", "ˈ", "ɔ", "ː", ",", " ", "s", "t", "ˈ", "o", "n", " ", "ɪ", "z", "$"]
+    audio = np.zeros(1600)
+    audio[70:500] = audio[660:1500] = 0.5
+    words, phones, pauses = piper._times(symbols, [100] * len(symbols), audio, 1000)
+    assert words == [(70, 500), (660, 1200), (1200, 1500)]  # a joined word starts with the space before it
+    assert [(p.name, round(p.start, 3), round(p.end, 3)) for p in phones] == [
+        ("w", 0.07, 0.2), ("ˈɔː", 0.2, 0.5), ("s", 0.66, 0.8), ("t", 0.8, 0.9), ("ˈo", 0.9, 1.1), ("n", 1.1, 1.2),
+        ("ɪ", 1.2, 1.4), ("z", 1.4, 1.5)]
+    assert pauses == [(0, 100), (500, 600), (1500, 1600)]
+
+
+@pytest.mark.piper
+@pytest.mark.skipif(not piper.available(), reason=f"needs piper's joe: {piper.INSTALL_HINT}")
+def test_piper_words_after_a_pause_start_where_their_energy_does():
+    speech = piper.synthesize("water, stone, budget, river, captain", piper.PiperVoice("joe", 1.0), keep_pauses=True)
+    assert [word.text for word in speech.words] == ["water,", "stone,", "budget,", "river,", "captain"]
+    audio = speech.samples.astype(np.float64) / 32768
+    level = power_db(audio, speech.rate // 200)
+    for before, word in zip(speech.words, speech.words[1:]):
+        pause = level[int((before.end + 0.02) * speech.rate):int((word.start - 0.06) * speech.rate)]
+        assert pause.max() < -40, word  # the comma is a pause ...
+        loud = np.flatnonzero(level[int((word.start - 0.1) * speech.rate):] > -40)[0] / speech.rate + word.start - 0.1
+        assert 0 <= loud - word.start <= 0.02, (word, loud)  # ... and the word's sound starts at its time
 
 
 def test_tokens_the_engine_said_nothing_for_are_left_out_and_a_miscount_is_an_error():
