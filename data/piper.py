@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,8 +102,6 @@ def _voice(name: str):
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
                                            providers=["CPUExecutionProvider"])
-    import json
-
     config = PiperConfig.from_dict(json.loads(package.config_path().read_text(encoding="utf-8")))
     return Loaded(config=config, session=session)
 
