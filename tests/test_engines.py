@@ -200,6 +200,17 @@ def test_piper_words_after_a_pause_start_where_their_energy_does():
         assert 0 <= loud - word.start <= 0.02, (word, loud)  # ... and the word's sound starts at its time
 
 
+@pytest.mark.piper
+@pytest.mark.skipif(not piper.available(), reason=f"needs piper's joe: {piper.INSTALL_HINT}")
+def test_piper_times_every_word_where_espeak_runs_two_into_one():
+    loaded = piper._voice("joe")
+    text = "now many of will many"
+    assert len("".join(symbol for sentence in loaded.phonemize(text) for symbol in sentence).split()) == 4  # "many of" is one
+    speech = piper.synthesize(text, piper.PiperVoice("joe"))
+    assert [word.text for word in speech.words] == text.split()
+    assert all(a.end <= b.start for a, b in zip(speech.words, speech.words[1:]))
+
+
 def test_tokens_the_engine_said_nothing_for_are_left_out_and_a_miscount_is_an_error():
     words = engines.words_of_tokens("the hmm cat", [(0.1, 0.2), (0.2, 0.2), (0.2, 0.5)], "test")
     assert [(w.text, w.start, w.end) for w in words] == [("the", 0.1, 0.2), ("cat", 0.2, 0.5)]
