@@ -10,7 +10,9 @@ last 5 ms is 6 dB above the pause's median power (and above -55 dB of the phrase
 the loud run that holds the labelled start, or if the label itself is quiet the first loud 10 ms after it. The table gives onset minus the engine's word start, split by the word's first phone:
 a stop (p t k b d g ch jh) starts at its closure in flite and Festival (as Montreal Forced Aligner
 labels it) and at its burst in espeak-ng, so its onset comes later by the closure's length there.
-Piper's words start where its duration predictor puts their first phoneme, in hops of 11.6 ms.
+Piper's words after a pause start where their sound rises out of the silence (data/piper.py), so its
+row checks that onset rule against this one, not the model's durations (those are checked against
+pocketsphinx: README, Synthetic data).
 
 Repeatability: word clips made twice from the same seed, and (flite, Festival) one phrase twice in one process.
 Speed: ``write_task`` for the words task (every step: synthesis, timing, resampling, FLAC, TextGrid,
