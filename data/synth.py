@@ -62,6 +62,13 @@ def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     return pcm.astype(np.float32) / np.float32(32768.0)
 
 
+def power_ending_at(audio: np.ndarray, window: int) -> np.ndarray:
+    """Mean square of the ``window`` samples ending at each sample (zeros before the start)."""
+    energy = np.concatenate([[0.0], np.cumsum(np.asarray(audio, np.float64) ** 2)])
+    ends = np.arange(1, len(audio) + 1)
+    return (energy[ends] - energy[np.maximum(ends - window, 0)]) / window
+
+
 def write_pcm16(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
     """Write 16-bit samples verbatim (FLAC or WAV from the suffix), so reading gives back ``pcm`` exactly."""
     import soundfile
