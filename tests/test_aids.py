@@ -169,3 +169,36 @@ def test_end_loss_is_the_ihp_likelihood_of_the_ends_on_the_end_channel_only():
     onset_only.aids = Aids(end=1.0)
     with pytest.raises(InputError, match="end"):
         onset_only.training_loss(batch)
+
+
+def test_word_identity_at_the_decoder_reads_the_merged_token_over_each_frame():
+    """Merge-aware batches: a labelled frame is named by the final state of the merged token that covers it."""
+    from framestamp.runtime.merging import plan_merge
+    from framestamp.training.model import Merging
+
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", seed=0)
+    merging = Merging(0.4)
+    mel, mel_lengths = torch.randn(2, 128, 300), torch.tensor([300, 240])
+    batch = make_batch(model, mel, mel_lengths, [("word", {"word": "dog", "occurrence": 1}, [0.5]),
+                                                  ("speaker", {"occurrence": 1}, [0.25])],
+                       audio_tokens=merging.tokens)
+    batch.merging = merging
+    frames = int(batch.num_audio_frames.max())
+    batch.frame_labels = torch.full((2, 2, frames), IGNORE)
+    batch.frame_labels[0, 0, 3:12] = 1234
+    batch.frame_labels[1, 0, 20:26] = 77
+    model.aids = Aids(word_identity=0.5, word_identity_at="decoder")
+    _, metrics = model.training_loss(batch)
+
+    with torch.no_grad():
+        audio, counts = model.encode_audio(mel, mel_lengths)
+        hidden = model.run_batch(batch, merging).hidden
+    rows = []
+    for b, span in ((0, range(3, 12)), (1, range(20, 26))):
+        group = plan_merge(audio[b, : int(counts[b])].numpy(), 0.4, "local").group  # frame -> merged token
+        assert group.max() + 1 < int(counts[b])  # tokens were merged
+        rows += [hidden[b, int(batch.audio_start[b]) + int(group[f])] for f in span]
+    targets = torch.tensor([1234] * 9 + [77] * 6)
+    expected = F.cross_entropy(torch.stack(rows) @ model.language_model.embed_tokens.weight.T, targets)
+    assert metrics["word_identity"] == pytest.approx(expected.item(), rel=1e-5)

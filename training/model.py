@@ -277,14 +277,12 @@ class FrameStampModel(nn.Module):
         """The objective's loss for one batch and a few numbers to log."""
         audio, frame_counts = self.encode_batch(batch)
         merging = getattr(batch, "merging", None)
+        frame_tokens = None  # the audio token whose final state stands for each frame (merged batches)
         if merging is None:
             output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
         else:  # merge-aware training: the decoder hears merged tokens, the head still scores every 40 ms frame
             if merging.head != "frames":
                 raise InputError("merge-aware training scores every 40 ms frame: use head places 'frames'")
-            if self.aids.word_identity > 0 and self.aids.word_identity_at == "decoder":
-                raise InputError("the word-identity aid at the decoder reads one state per frame: with merge-aware "
-                                 "training put it at the audio (--word-identity-at audio)")
             merged, token_counts, positions, frame_tokens, _ = merge_audio(audio, frame_counts, merging)
             output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, merged, token_counts,
                                        positions, frame_tokens)
@@ -311,7 +309,7 @@ class FrameStampModel(nn.Module):
             metrics["tokens"] = tokens.item()
             loss = loss + tokens
         if self.aids.word_identity > 0 and batch.frame_labels is not None:
-            identity = self.word_identity_loss(batch, audio, output.hidden)
+            identity = self.word_identity_loss(batch, audio, output.hidden, frame_tokens)
             metrics["word_identity"] = identity.item()
             loss = loss + self.aids.word_identity * identity
         if self.aids.inside > 0 and batch.frame_labels is not None:
@@ -348,14 +346,24 @@ class FrameStampModel(nn.Module):
             return logits.new_zeros(())
         return F.binary_cross_entropy_with_logits(logits[labelled], targets[labelled].float())
 
-    def word_identity_loss(self, batch, audio: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of each labelled audio frame against the tied token embeddings (aids.py)."""
+    def word_identity_loss(self, batch, audio: torch.Tensor, hidden: torch.Tensor,
+                           frame_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of each labelled audio frame against the tied token embeddings (aids.py).
+
+        At the decoder a frame reads the final state of its audio token: itself, or with merge-aware
+        batches the merged token that covers it (``frame_tokens``, as the head reads it)."""
         labels = batch.frame_labels[:, 0]  # (B, longest clip's frames); the encoder may pad further
         frames = labels.shape[1]
         if self.aids.word_identity_at == "audio":
             states = audio[:, :frames]
         else:
-            index = batch.audio_start[:, None] + torch.arange(frames, device=hidden.device)[None]
+            if frame_tokens is None:
+                tokens = torch.arange(frames, device=hidden.device)[None].expand(labels.shape[0], -1)
+            else:
+                tokens = frame_tokens[:, :frames].clamp(min=0)
+                if tokens.shape[1] < frames:  # frames past every row's end are unlabelled: any token will do
+                    tokens = F.pad(tokens, (0, frames - tokens.shape[1]))
+            index = batch.audio_start[:, None] + tokens
             index = index.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
             states = torch.gather(hidden, 1, index)
         labelled = labels != IGNORE
