@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     answers = {"pocketsphinx": peer_answers(examples, manifest_dir),
                "framestamp": framestamp_answers(Path(model_path), examples, manifest_dir)}
     table = score_table(examples, answers)
-    command = "framestamp bench peers " + " ".join(argv if argv is not None else sys.argv[3:])
+    # `framestamp bench` passes argv; `python -m` leaves it in sys.argv[1:]
+    command = "framestamp bench peers " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(table, command)
     print(text)
     if args.out:

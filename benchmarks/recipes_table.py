@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.x == "seconds":
             steps = {step for series in runs[name].values() for step, _ in series}
             seconds[name] = seconds_at(steps, training_seconds(Path(folder)), Path(folder))
-    command = "framestamp bench recipes " + " ".join(argv if argv is not None else sys.argv[3:])
+    # `framestamp bench` passes argv; `python -m` leaves it in sys.argv[1:]
+    command = "framestamp bench recipes " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(runs, command, args.note, seconds or None)
     print(text)
     if args.out:

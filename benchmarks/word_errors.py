@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         times = answers[examples[i].id]
         every_answer[i] = float(times[0]) if len(times) else None
     result = classify(questions, every_answer, scored=chosen)  # every question gives its clip's word starts
-    command = "framestamp bench word-errors " + " ".join(argv if argv is not None else sys.argv[3:])
+    # `framestamp bench` passes argv; `python -m` leaves it in sys.argv[1:]
+    command = "framestamp bench word-errors " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(result, command)
     print(text)
     if args.out:
