@@ -138,7 +138,8 @@ def _noise_from_inputs(model) -> None:
     for node, name in zip(randoms, NOISE_INPUTS):
         settings = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
         if settings.get("mean", 0.0) != 0.0 or settings.get("scale", 1.0) != 1.0:
-            raise RuntimeError(f"piper's {node.name} draws N({settings.get('mean')}, {settings.get('scale')}), not N(0, 1)")
+            raise RuntimeError(f"piper's {node.name} draws N({settings.get('mean')}, {settings.get('scale')}), "
+                               "not N(0, 1)")
         model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, None]))
         shape, origin = f"{name}/shape", f"{name}/origin"
         model.graph.initializer.append(helper.make_tensor(origin, TensorProto.INT64, [3], [0, 0, 0]))
@@ -210,8 +211,9 @@ def synthesize(text: str, voice: PiperVoice, keep_pauses: bool = False) -> Speec
             "input": np.asarray([ids], dtype=np.int64), "input_lengths": np.asarray([len(ids)], dtype=np.int64),
             "scales": scales, **noise(voice, text, len(ids), PRIOR_CHANNELS)})
     except Exception as error:  # onnxruntime's own exception types; the likely cause is a phrase past the noise
+        longest = NOISE_FRAMES * loaded.config.hop_length / loaded.config.sample_rate
         raise RuntimeError(f"piper could not speak {text!r} (a phrase must fit {NOISE_FRAMES} vocoder hops, "
-                           f"~{NOISE_FRAMES * loaded.config.hop_length / loaded.config.sample_rate:.0f} s): {error}") from error
+                           f"~{longest:.0f} s): {error}") from error
     audio, id_samples = audio.squeeze(), (id_samples.squeeze() * loaded.config.hop_length).astype(np.int64)
     counts = np.bincount(np.asarray(owners), weights=id_samples, minlength=len(symbols)).astype(np.int64)
     if counts.sum() != len(audio):
