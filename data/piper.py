@@ -150,10 +150,10 @@ def _noise_from_inputs(model) -> None:
                                                          name=f"{name}/Slice"))
 
 
-def noise(voice: PiperVoice, text: str, ids: int, channels: int) -> dict[str, np.ndarray]:
-    """The two noise inputs for ``text``: zeros with the noise off, else N(0, 1) seeded by the voice's
-    seed and the text (a clip's phrases each get their own)."""
-    shapes = {"noise_durations": (1, 2, ids), "noise_prior": (1, channels, NOISE_FRAMES)}
+def noise(voice: PiperVoice, text: str, ids: int) -> dict[str, np.ndarray]:
+    """The two noise inputs for ``text`` read as ``ids`` phoneme ids: zeros with the noise off, else
+    N(0, 1) seeded by the voice's seed and the text (a clip's phrases each get their own)."""
+    shapes = {"noise_durations": (1, 2, ids), "noise_prior": (1, PRIOR_CHANNELS, NOISE_FRAMES)}
     if voice.noise_seed is None:
         return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
     rng = np.random.default_rng((voice.noise_seed, zlib.crc32(text.encode("utf-8"))))
@@ -209,7 +209,7 @@ def synthesize(text: str, voice: PiperVoice, keep_pauses: bool = False) -> Speec
     try:
         audio, id_samples = loaded.session.run(None, {
             "input": np.asarray([ids], dtype=np.int64), "input_lengths": np.asarray([len(ids)], dtype=np.int64),
-            "scales": scales, **noise(voice, text, len(ids), PRIOR_CHANNELS)})
+            "scales": scales, **noise(voice, text, len(ids))})
     except Exception as error:  # onnxruntime's own exception types; the likely cause is a phrase past the noise
         longest = NOISE_FRAMES * loaded.config.hop_length / loaded.config.sample_rate
         raise RuntimeError(f"piper could not speak {text!r} (a phrase must fit {NOISE_FRAMES} vocoder hops, "
