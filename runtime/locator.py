@@ -379,6 +379,12 @@ class Locator:
             occurrence = find_occurrence(windows, fields["occurrence"], ask_occurrences)
             owned = self._own(stitched, occurrence.window, occurrence.track)
             found = decode_events(owned[:, 0], 1, self.objective, self.decoding, self.frame_seconds)
+            asked = occurrence.asked
+            if not occurrence.complete and self.decoding == "ordered" and asked is not None \
+                    and 1 < len(asked) <= len(owned):
+                # Fewer than k heard: placed as one pass places it, after the window's earlier occurrences, jointly.
+                skip = occurrence.window.own_start - occurrence.window.start
+                found = ordered_map(asked[:, skip:skip + len(owned), 0], len(asked), self.frame_seconds)[-1:]
             confidence = list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
             times = list(found + occurrence.window.own_start * self.frame_seconds)
             if not occurrence.complete:

@@ -197,6 +197,7 @@ class Occurrence:
     track: np.ndarray  # (window.frames, channels): the answering question's scores
     found: list[int]  # frames of the occurrences counted, in order (k of them when found)
     complete: bool  # False: the recording ran out before the k-th
+    asked: np.ndarray | None = None  # (m, window.frames, channels): the window's local occurrences 1..m, track last
 
 
 def find_occurrence(windows: Sequence[Window], occurrence: int, ask: Ask) -> Occurrence:
@@ -223,7 +224,7 @@ def find_occurrence(windows: Sequence[Window], occurrence: int, ask: Ask) -> Occ
                 if len(found) == occurrence:
                     return Occurrence(window, track, found, True)
         track = scores[local - 1]
-    return Occurrence(window, track, found, False)
+    return Occurrence(window, track, found, False, scores[:local])
 
 
 @dataclass
