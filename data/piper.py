@@ -72,8 +72,7 @@ class PiperVoice:
 
 def random_voice(rng: np.random.Generator, name: str) -> PiperVoice:
     stretch = round(float(rng.uniform(*STRETCH)), 3)
-    sampled = VOICES.get(name, (None, None, False))[2]
-    return PiperVoice(name=name, stretch=stretch, noise_seed=int(rng.integers(2**31)) if sampled else None)
+    return PiperVoice(name=name, stretch=stretch, noise_seed=int(rng.integers(2**31)) if VOICES[name][2] else None)
 
 
 def check_voice(name: str) -> None:

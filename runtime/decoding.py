@@ -468,6 +468,14 @@ def check_decoding(decoding: str) -> str:
     return decoding
 
 
+def after_earlier(earlier, track, frame_seconds: float = FRAME_SECONDS):
+    """The k-th occurrence's time, decoded jointly with occurrences 1..k-1: the last of the most
+    probable ordered frames, each occurrence on its own question's track (``earlier``: k-1 tracks,
+    ``track``: the k-th's, all (frames,)), so it cannot land on or before an earlier one."""
+    tracks = np.stack([*earlier, track])
+    return ordered_map(tracks, len(tracks), frame_seconds)[-1:]
+
+
 def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
                   frame_seconds: float = FRAME_SECONDS, mask=None, widths=None):
     """``count`` sorted times in seconds from one example's head scores (frames,), or with ``widths``

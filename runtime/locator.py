@@ -22,9 +22,9 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import (align_word_tracks, aligned_confidence, check_decoding, check_pace, check_transcript_by,
-                                        decode_events, ended_tasks, event_confidence, interval_ends_for, ordered_map,
-                                        transcript_rows)
+from framestamp.runtime.decoding import (after_earlier, align_word_tracks, aligned_confidence, check_decoding, check_pace,
+                                        check_transcript_by, decode_events, ended_tasks, event_confidence,
+                                        interval_ends_for, transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -378,13 +378,14 @@ class Locator:
 
             occurrence = find_occurrence(windows, fields["occurrence"], ask_occurrences)
             owned = self._own(stitched, occurrence.window, occurrence.track)
-            found = decode_events(owned[:, 0], 1, self.objective, self.decoding, self.frame_seconds)
             asked = occurrence.asked
             if not occurrence.complete and self.decoding == "ordered" and asked is not None \
                     and 1 < len(asked) <= len(owned):
                 # Fewer than k heard: placed as one pass places it, after the window's earlier occurrences, jointly.
                 skip = occurrence.window.own_start - occurrence.window.start
-                found = ordered_map(asked[:, skip:skip + len(owned), 0], len(asked), self.frame_seconds)[-1:]
+                found = after_earlier(asked[:-1, skip:skip + len(owned), 0], owned[:, 0], self.frame_seconds)
+            else:
+                found = decode_events(owned[:, 0], 1, self.objective, self.decoding, self.frame_seconds)
             confidence = list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
             times = list(found + occurrence.window.own_start * self.frame_seconds)
             if not occurrence.complete:
@@ -672,8 +673,7 @@ class Locator:
         ``earlier``: the scores of occurrences 1..k-1 of a k-th occurrence question, decoded jointly."""
         frame_scores = rows[:, 0]
         if earlier and self.decoding == "ordered":
-            tracks = np.stack([previous[:, 0] for previous in earlier] + [frame_scores])
-            times = ordered_map(tracks, len(tracks), self.frame_seconds)[-1:]
+            times = after_earlier([previous[:, 0] for previous in earlier], frame_scores, self.frame_seconds)
         else:
             times = self._decode(one, rows)
         confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)

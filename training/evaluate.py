@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, align_word_tracks, check_decoding, check_transcript_by,
-                                        decode_events, ended_tasks, interval_ends_for, ordered_map, transcript_rows)
+from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, after_earlier, align_word_tracks, check_decoding,
+                                        check_transcript_by, decode_events, ended_tasks, interval_ends_for,
+                                        transcript_rows)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -55,8 +56,7 @@ def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: st
         row = scores[b][frame_mask[b]]
         plan = plans[b] if plans is not None else None
         if earlier is not None and earlier[b] and decoding == "ordered" and plan is None:
-            tracks = np.stack([*earlier[b], row])
-            times.append(ordered_map(tracks, len(tracks), FRAME_SECONDS)[-1:])
+            times.append(after_earlier(earlier[b], row, FRAME_SECONDS))
             continue
         if plan is not None and not plan.local:
             row = plan.spread(row)

@@ -360,9 +360,7 @@ class FrameStampModel(nn.Module):
             if frame_tokens is None:
                 tokens = torch.arange(frames, device=hidden.device)[None].expand(labels.shape[0], -1)
             else:
-                tokens = frame_tokens[:, :frames].clamp(min=0)
-                if tokens.shape[1] < frames:  # frames past every row's end are unlabelled: any token will do
-                    tokens = F.pad(tokens, (0, frames - tokens.shape[1]))
+                tokens = frame_tokens[:, :frames].clamp(min=0)  # -1 past a row's end: unlabelled, any token will do
             index = batch.audio_start[:, None] + tokens
             index = index.clamp(max=hidden.shape[1] - 1)[..., None].expand(-1, -1, hidden.shape[-1])
             states = torch.gather(hidden, 1, index)
