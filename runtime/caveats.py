@@ -57,12 +57,12 @@ def occurrence_unsupported(task: str, thing: str, occurrence: int, time: float, 
 
 
 def occurrence_not_found(task: str, name: str | None, occurrence: int, found: dict[int, float]) -> str:
-    """A recording answered window by window ran out before its ``occurrence``-th: ``found`` maps 1..n to times."""
+    """The recording holds fewer than ``occurrence`` of the thing asked about: ``found`` maps 1..n to times."""
     thing = {"word": f"{name!r}", "event": f"{name!r} event", "speaker": "speaker"}[task]
     times = ", ".join(f"{time:.2f} s" for time in list(found.values())[:8])
     return (f"found {len(found)} {thing}{'' if task == 'speaker' else ' occurrence'}(s) over the recording"
             f"{' (' + times + ')' if found else ''}, not {occurrence}: the {ordinal(occurrence)} is probably not "
-            "there; the time given is the last window's best guess")
+            "there; the time given is only a guess")
 
 
 def probably_absent(thing: str, peak_log_intensity: float, threshold: float | None) -> str | None:

@@ -476,6 +476,42 @@ def after_earlier(earlier, track, frame_seconds: float = FRAME_SECONDS):
     return ordered_map(tracks, len(tracks), frame_seconds)[-1:]
 
 
+# What a k-th occurrence question's track marks: the asked occurrence alone, or every occurrence (kth_of_every)
+OCCURRENCES = ("asked", "every")
+
+
+def heard_occurrences(log_intensity) -> int:
+    """How many occurrences a track of every occurrence holds: Lambda(T) rounded (a head trained with the
+    count term learns Lambda(T) as the count)."""
+    return int(np.rint(expected_count(log_intensity)))
+
+
+def every_occurrence(log_intensity, at_least: int = 1, frame_seconds: float = FRAME_SECONDS):
+    """The times of every occurrence on a track that marks them all (a head trained with
+    ``occurrences="every"`` and the count term): the joint MAP of n ordered events (``ordered_map``), n the
+    heard count (``heard_occurrences``, at most one per frame). Counting happens here, on the whole track,
+    not inside the model. When fewer than ``at_least`` are heard, the missing ones are placed, jointly, after
+    the last heard (where the track leaves room; else all at_least jointly): a k-th past the last
+    occurrence is a guess, but one that keeps the order. Returns (max(n, at_least),) sorted seconds."""
+    at_least = _event_count(at_least)
+    frame_seconds = check_frame_seconds(frame_seconds)
+    track = np.asarray(log_intensity, dtype=np.float64)
+    heard = min(heard_occurrences(track), track.shape[-1])  # an untrained head's Lambda(T) can exceed the frames
+    if heard >= at_least:
+        return ordered_map(track, heard, frame_seconds)
+    found = ordered_map(track, heard, frame_seconds) if heard else np.zeros(0)
+    after = int(found[-1] / frame_seconds) + 2 if heard else 0  # ordered_map keeps events 2 frames apart
+    later = np.arange(track.shape[-1]) >= after
+    if np.count_nonzero(later & np.isfinite(track)) < at_least - heard:
+        return ordered_map(track, at_least, frame_seconds)
+    return np.concatenate((found, ordered_map(track, at_least - heard, frame_seconds, mask=later)))
+
+
+def kth_of_every(log_intensity, occurrence: int, frame_seconds: float = FRAME_SECONDS):
+    """The ``occurrence``-th of ``every_occurrence``: (1,) seconds."""
+    return every_occurrence(log_intensity, occurrence, frame_seconds)[occurrence - 1:occurrence]
+
+
 def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
                   frame_seconds: float = FRAME_SECONDS, mask=None, widths=None):
     """``count`` sorted times in seconds from one example's head scores (frames,), or with ``widths``

@@ -22,9 +22,9 @@ from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
-from framestamp.runtime.decoding import (after_earlier, align_word_tracks, aligned_confidence, check_decoding, check_pace,
-                                        check_transcript_by, decode_events, ended_tasks, event_confidence,
-                                        interval_ends_for, transcript_rows)
+from framestamp.runtime.decoding import (OCCURRENCES, after_earlier, align_word_tracks, aligned_confidence, check_decoding,
+                                        check_pace, check_transcript_by, decode_events, ended_tasks, event_confidence,
+                                        every_occurrence, heard_occurrences, interval_ends_for, transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -177,6 +177,11 @@ class Locator:
         if self.objective not in FRAME_OBJECTIVES:
             raise ArtifactError(f"{self.folder / MANIFEST}: unknown head objective {self.objective!r}; expected one of "
                                 f"{', '.join(FRAME_OBJECTIVES)}")
+        # "every": a k-th occurrence question's track marks every occurrence, and decoding counts them
+        self.occurrences = self.manifest["head"].get("occurrences", "asked")
+        if self.occurrences not in OCCURRENCES:
+            raise ArtifactError(f"{self.folder / MANIFEST}: unknown head occurrences {self.occurrences!r}; expected one "
+                                f"of {', '.join(OCCURRENCES)}")
         self.frame_seconds = self.manifest["frame_seconds"]
         channels = list(self.manifest["channels"])
         self.channels = tuple(channels)
@@ -336,7 +341,7 @@ class Locator:
             return self._window_scores(stream, window, questions, encoded, name)
 
         stitched = np.full((frames, len(self.manifest["channels"])), np.nan, dtype=np.float64)
-        times, confidence, missing = [], [], None
+        times, confidence, missing, fewer = [], [], None, None
         word_ends = None  # a transcript timed by its words: each word's end from its own row
         if query.task == "transcript":
             said, by_words = fields["transcript"].split(), self.transcript_by == "words"
@@ -372,6 +377,13 @@ class Locator:
                                           self.frame_seconds)
                     confidence += list(event_confidence(owned[:, 0], found, self.objective, self.frame_seconds))
                 times += list(found + offset)
+        elif self.occurrences == "every":  # every window's track of every occurrence, stitched, counted once
+            for window in windows:
+                self._own(stitched, window, ask(window, [question])[0])
+            one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames,
+                         occurrence=fields["occurrence"])
+            found, found_confidence, fewer = self._kth_heard(one, stitched[:, 0])
+            times, confidence = list(found), list(found_confidence)
         else:
             def ask_occurrences(window: Window, numbers: list[int]) -> np.ndarray:
                 return ask(window, [render_prompt(query.task, {**fields, "occurrence": n}) for n in numbers])
@@ -403,7 +415,8 @@ class Locator:
         answer = Timestamps(task=query.task, question=question, times=tuple(float(t) for t in times),
                             duration=stream.seconds, words=words, frame_seconds=self.frame_seconds,
                             confidence=tuple(float(c) for c in confidence), ends=ends,
-                            log_intensity=np.nan_to_num(scores, nan=floor).astype(np.float32) if query.with_intensity else None)
+                            log_intensity=np.nan_to_num(scores, nan=floor).astype(np.float32) if query.with_intensity else None,
+                            warnings=(fewer,) if fewer else ())
         # The model hears one window at a time: only a window longer than its training clips (by more than a frame) is warned about.
         heard = self.window_seconds if self.window_seconds > (self.max_trained_seconds or 0) + self.frame_seconds else 0.0
         one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames, (), heard,
@@ -467,7 +480,8 @@ class Locator:
 
     def _earlier_occurrences(self, one: "_Asked") -> list["_Asked"]:
         """For the k-th occurrence of something, the questions for occurrences 1..k-1 on the same audio."""
-        if not self.count_check or one.occurrence is None or one.occurrence < 2 or one.count != 1:
+        if (not self.count_check or one.occurrence is None or one.occurrence < 2 or one.count != 1
+                or self.occurrences == "every"):  # one track holds them all
             return []
         group = []
         for number in range(1, min(one.occurrence, MAX_COUNT_CHECK + 1)):
@@ -497,7 +511,7 @@ class Locator:
             thing = {"word": f"the word {fields.get('word')!r}", "event": f"the {fields.get('event')!r} event",
                      "speaker": f"a {ordinal(one.occurrence)} speaker"}[task]
             warnings.append(caveats.probably_absent(thing, peak_score, self.absent_below.get(task)))
-        return replace(answer, warnings=tuple(w for w in warnings if w))
+        return replace(answer, warnings=tuple(answer.warnings) + tuple(w for w in warnings if w))
 
     def _prepare(self, query: Query) -> "_Asked":
         if not isinstance(query, Query):
@@ -666,17 +680,42 @@ class Locator:
 
     def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
         """``one``'s times from its own head scores (frames, channels) alone."""
+        if self._counts_every(one):
+            return self._heard(one, rows[:, 0])[one.occurrence - 1:one.occurrence]
         return decode_events(rows[:, 0], one.count, self.objective, self.decoding, self.frame_seconds)
+
+    def _counts_every(self, one: "_Asked") -> bool:
+        """Whether ``one`` is a k-th occurrence question whose track marks every occurrence."""
+        return self.occurrences == "every" and one.occurrence is not None and one.count == 1
+
+    def _heard(self, one: "_Asked", track: np.ndarray) -> np.ndarray:
+        """Every occurrence on a track of every occurrence, at least ``one.occurrence`` of them (times, seconds)."""
+        return every_occurrence(track, one.occurrence, self.frame_seconds)
+
+    def _kth_heard(self, one: "_Asked", track: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """The k-th of every occurrence on ``track``: its time (1,), its confidence as the k-th among them all
+        (1,), and a warning listing those heard when the track holds fewer than k (else None)."""
+        heard, k = self._heard(one, track), one.occurrence
+        confidence = event_confidence(track, heard, self.objective, self.frame_seconds)[k - 1:k]
+        count = heard_occurrences(track)
+        fewer = None if count >= k else caveats.occurrence_not_found(
+            one.query.task, one.fields.get("word") or one.fields.get("event"), k,
+            {number + 1: float(time) for number, time in enumerate(heard[:count])})
+        return heard[k - 1:k], confidence, fewer
 
     def _answer(self, one: "_Asked", rows: np.ndarray, earlier: Sequence[np.ndarray] = ()) -> tuple[Timestamps, float]:
         """``one``'s answer from its head scores (frames, channels), and the peak of its onset track.
         ``earlier``: the scores of occurrences 1..k-1 of a k-th occurrence question, decoded jointly."""
         frame_scores = rows[:, 0]
-        if earlier and self.decoding == "ordered":
-            times = after_earlier([previous[:, 0] for previous in earlier], frame_scores, self.frame_seconds)
+        fewer = None
+        if self._counts_every(one):
+            times, confidence, fewer = self._kth_heard(one, frame_scores)
         else:
-            times = self._decode(one, rows)
-        confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
+            if earlier and self.decoding == "ordered":
+                times = after_earlier([previous[:, 0] for previous in earlier], frame_scores, self.frame_seconds)
+            else:
+                times = self._decode(one, rows)
+            confidence = event_confidence(frame_scores, times, self.objective, self.frame_seconds)
         ends = ()
         if one.query.task in self.ended_tasks:
             ends = tuple(float(end) for end in interval_ends_for(one.query.task, rows, self.channels, times,
@@ -684,7 +723,8 @@ class Locator:
         answer = Timestamps(task=one.query.task, question=one.question, times=tuple(float(t) for t in times),
                             duration=one.seconds, words=one.words, frame_seconds=self.frame_seconds,
                             confidence=tuple(float(c) for c in confidence), ends=ends,
-                            log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None)
+                            log_intensity=frame_scores.astype(np.float32) if one.query.with_intensity else None,
+                            warnings=(fewer,) if fewer else ())
         return answer, float(frame_scores.max())
 
 

@@ -26,6 +26,7 @@ TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
 }
 TASKS = tuple(TEMPLATES)
+OCCURRENCE_TASKS = tuple(task for task, (_, fields) in TEMPLATES.items() if "occurrence" in fields)  # "the k-th ..."
 
 
 def ordinal(k: int) -> str:

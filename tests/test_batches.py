@@ -14,8 +14,8 @@ from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel, mel_band_centres
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import (AudioCache, AugmentedBatches, Batch, BucketBatchSampler, MergedBatches,
-                                         balance_tasks, clip_key, collate, length_filter)
+from framestamp.training.batches import (AudioCache, AugmentedBatches, Batch, BucketBatchSampler, EveryOccurrence,
+                                         MergedBatches, balance_tasks, clip_key, collate, length_filter)
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -214,6 +214,50 @@ def test_balance_tasks_tempers_the_mix_and_keeps_the_size():
         assert balance_tasks(examples, power, seed=3) == balanced and balance_tasks(examples, power, seed=4) != balanced
     with pytest.raises(InputError, match="between 0"):
         balance_tasks(examples, 1.5)
+
+def test_every_occurrence_trains_each_kth_question_on_all_occurrences_of_its_thing_in_its_clip():
+    rng = np.random.default_rng(5)
+    examples, truth = [], {}  # truth[(clip, thing)] = every start, written down as the clips are made
+    for clip in range(6):
+        starts = np.sort(rng.uniform(0, 9, 9)).round(3)
+        names = rng.choice(["cat", "dog", "sun"], 9)
+        audio = f"{clip}.wav"
+        for name in set(names):
+            truth[(clip, name)] = tuple(float(t) for t, said in zip(starts, names) if said == name)
+        seen = {}
+        for start, name in zip(starts, names):
+            seen[name] = seen.get(name, 0) + 1
+            examples.append(Example(id=f"{clip}/{name}/{seen[name]}", task="word",
+                                    prompt={"word": str(name), "occurrence": seen[name]}, times=(float(start),),
+                                    ends=(float(start) + 0.2,), duration=10.0, audio=audio))
+        examples.append(Example(id=f"{clip}/speaker/1", task="speaker", prompt={"occurrence": 1}, times=(0.3,),
+                                duration=10.0, audio=audio))
+        examples.append(Example(id=f"{clip}/transcript", task="transcript", prompt={"transcript": " ".join(names)},
+                                times=tuple(float(t) for t in starts), duration=10.0, audio=audio))
+    # An unreliable word left out by a loader: clip 0's word asked only as its 2nd occurrence.
+    examples.append(Example(id="0/owl/2", task="word", prompt={"word": "owl", "occurrence": 2}, times=(9.5,),
+                            duration=10.0, audio="0.wav"))
+    targets = EveryOccurrence(examples)
+    for example in examples:
+        times, ends = targets(example)
+        clip, thing = int(example.id.split("/")[0]), example.id.split("/")[1]
+        if example.task == "word" and thing != "owl":
+            assert times == truth[(clip, thing)] and ends == tuple(t + 0.2 for t in times)
+            assert times[int(example.prompt["occurrence"]) - 1] == example.times[0]  # its own among them
+        else:  # a transcript, a lone speaker, an incomplete group: its own events
+            assert (times, ends) == (example.times, example.ends)
+    assert sum(len(t) > 1 for t in truth.values()) >= 5  # repeats to count
+
+
+def test_collate_takes_the_events_targets_give(manifest):
+    folder, examples = manifest
+    chosen = [examples[0], examples[1]]
+    extra = {chosen[0].id: ((0.01, 0.02), None), chosen[1].id: ((0.1, 0.2, 0.3), (0.15, 0.25, 0.35))}
+    batch = collate(chosen, AudioCache(folder), prompt_ids_stub, pad_id=PAD, targets=lambda e: extra[e.id])
+    assert batch.event_mask.sum(-1).tolist() == [2, 3]
+    assert batch.event_times[1].tolist() == [0.1, 0.2, 0.3] and batch.event_times[0, :2].tolist() == [0.01, 0.02]
+    assert batch.ends_mask[0].tolist() == [False] * 3 and batch.event_ends[1].tolist() == [0.15, 0.25, 0.35]
+
 
 def fake_examples(count: int, seed: int = 0) -> list[Example]:
     durations = np.random.default_rng(seed).uniform(1, 12, count).round(2)

@@ -19,6 +19,7 @@ from framestamp.runtime.decoding import (
     estimate_count,
     expected_count,
     interval_ends_for,
+    kth_of_every,
     ordered_map,
     posterior_mode,
 )
@@ -275,6 +276,37 @@ def test_ordered_map_is_the_brute_force_maximiser(monkeypatch, chunk, whole_numb
         assert (np.diff(chosen) >= separation).all()
         checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kth_of_every_is_the_kth_of_the_brute_force_ordered_set_of_the_expected_count(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        frames = int(rng.integers(3, 11))
+        log_intensity = rng.normal(-1.5, 2.0, frames)
+        total = np.exp(log_intensity).sum()  # Lambda(T) by hand
+        k = int(rng.integers(1, 4))
+        count = min(frames, max(k, int(round(total))))
+        if count > frames or k > frames:
+            continue
+        chosen, _ = brute_force_ordered(log_intensity, count, np.ones(frames, bool), 2)
+        assert kth_of_every(log_intensity, k, FRAME) == pytest.approx([(chosen[k - 1] + 0.5) * FRAME])
+
+
+def test_kth_of_every_counts_peaks_a_question_of_the_kth_alone_would_confuse():
+    """Three equal peaks with Lambda(T) = 3: the 2nd is the middle one, however much stronger the others are."""
+    log_intensity = np.full(60, -12.0)
+    log_intensity[[10, 30, 50]] = np.log([0.2, 0.6, 2.2])  # the 2nd occurrence is not the strongest frame
+    assert expected_count(log_intensity) == pytest.approx(3.0, abs=1e-3)
+    assert kth_of_every(log_intensity, 2) == pytest.approx([30.5 * FRAME])
+    assert kth_of_every(log_intensity, 3) == pytest.approx([50.5 * FRAME])
+    # More than were heard: the missing ones after the last heard, in order (frames 52 and 54 at -12)
+    assert kth_of_every(log_intensity, 4) == pytest.approx([52.5 * FRAME])
+    assert kth_of_every(log_intensity, 5) == pytest.approx([54.5 * FRAME])
+    log_intensity[57:] = -np.inf  # no room after the last heard for two more: all five placed jointly
+    assert kth_of_every(log_intensity, 6)[0] == pytest.approx(56.5 * FRAME)
+    with pytest.raises(InputError, match="integer >= 1"):
+        kth_of_every(log_intensity, 0)
 
 
 @pytest.mark.parametrize("chunk", [decoding._CHUNK_ELEMENTS, 1])

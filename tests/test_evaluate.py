@@ -170,3 +170,35 @@ def test_ordered_decoding_answers_the_kth_occurrence_with_the_earlier_ones(clips
                          decoding="posterior")  # per event: the 3rd's own track only
         assert paper.tasks["word"].mad == pytest.approx(abs(posterior_mode(tracks[-1], 1)[0] - joint), abs=1e-6)
     assert differ  # the case where joint decoding changes the answer is covered
+
+
+def test_a_head_of_every_occurrence_answers_the_kth_by_counting_its_one_track(clips):
+    """occurrences="every": the k-th is ``kth_of_every`` of the k-th question's own track, computed here
+    through a single-example pass; the earlier occurrences' questions are not asked."""
+    from dataclasses import replace
+
+    from framestamp.runtime.decoding import kth_of_every
+
+    folder, examples = clips
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1, count_term=True, occurrences="every")).eval()
+    with torch.no_grad():
+        model.head.projection.bias[0] += 3.0  # Lambda(T) of a few events, so that counting matters
+    differ = 0
+    for example in [e for e in examples if e.task == "word"]:
+        asked = replace(example, prompt={**example.prompt, "occurrence": 2})
+        with torch.no_grad():
+            output = model.run_batch(collate([asked], AudioCache(folder), model.prompt_ids, model.pad_id))
+        track = output.scores[0, output.frame_mask[0], 0].double().numpy()
+        expected = kth_of_every(track, 2)[0]
+        scored = evaluate(model, [replace(asked, times=(expected,))], AudioCache(folder), progress=False)
+        assert scored.tasks["word"].mad == pytest.approx(0, abs=1e-9)
+        differ += abs(expected - ordered_map(track, 1)[0]) > 0.04  # what a head of the asked occurrence answers
+    assert differ
+
+
+def test_every_occurrence_needs_the_count_term():
+    with pytest.raises(InputError, match="count term"):
+        HeadConfig(occurrences="every")
+    with pytest.raises(InputError, match="occurrences must be one of"):
+        HeadConfig(occurrences="all", count_term=True)

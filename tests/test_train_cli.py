@@ -158,3 +158,33 @@ def test_questions_per_clip_train_together_and_are_recorded(tmp_path, manifest, 
     assert description["training"]["questions_per_clip"] == 2
     assert main(train_command(tmp_path / "bad", manifest, steps=2)[3:] + ["--questions-per-clip", "3"]) != 0
     assert "--questions-per-clip must be between 1 and --batch-size (2)" in capsys.readouterr().err
+
+
+def test_the_count_term_from_a_checkpoint_without_it_starts_at_the_event_counts(tmp_path, manifest, capsys,
+                                                                               torch_threads):
+    """Eq. 5 leaves the scale free; starting the count term (and a head of every occurrence) from such a
+    checkpoint first shifts the onset channel so that Lambda(T) is the number of events (median over the
+    questions), computed here again through single-example passes of the saved model."""
+    import torch
+
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+    from framestamp.training.batches import AudioCache, collate
+
+    assert main(train_command(tmp_path / "plain", manifest, steps=2)[3:]) == 0
+    out = tmp_path / "counted"
+    started = ["--init", str(tmp_path / "plain" / "model"), "--count-term", "--occurrences", "every", "--lr", "1e-12",
+               "--warmup", "1"]
+    assert main(train_command(out, manifest, steps=1)[3:] + started) == 0
+    assert "onset log-intensity shifted by" in capsys.readouterr().out
+    model, description = load_checkpoint(out / "model")
+    assert description["head"]["occurrences"] == "every" and description["head"]["count_term"] is True
+    gaps = []
+    with torch.no_grad():
+        for example in read_manifest(manifest):
+            output = model.eval().run_batch(collate([example], AudioCache(manifest.parent), model.prompt_ids,
+                                                    model.pad_id))
+            gaps.append(float(torch.logsumexp(output.scores[0, output.frame_mask[0], 0], 0)) - np.log(len(example.times)))
+    assert abs(np.median(gaps)) < 1e-3
+    assert main(train_command(tmp_path / "bad", manifest, steps=1)[3:] + ["--occurrences", "every"]) != 0
+    assert "needs a Poisson head trained with the count term" in capsys.readouterr().err

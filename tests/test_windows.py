@@ -146,6 +146,56 @@ def test_an_occurrence_past_the_last_is_placed_as_one_pass_places_it():
     assert any(f"found 2 '{word}' occurrence(s)" in w for w in found.warnings)
 
 
+class EveryListening(ListeningGraphs):
+    """The perfect listener of a head trained on every occurrence (``occurrences="every"``): a word
+    question's track marks every burst of its pitch at rate 1 and nothing elsewhere, whatever k it asks,
+    so that Lambda(T) is the number of bursts. It counts the word questions it is asked."""
+
+    asked = 0
+
+    def scores(self, input_ids, attention_mask, audio_start, audio, frame_counts):
+        scores = np.full((len(input_ids), audio.shape[1], self.channels), -5.0, np.float32)
+        scores[..., 0] = -40.0
+        for row, ids in enumerate(input_ids):
+            heard = audio[row, : int(frame_counts[row])]
+            loud = heard[:, 0] > 0
+            onsets = np.flatnonzero(loud & ~np.concatenate(([False], loud[:-1])))
+            word = re.search(r"occurrence of the word '(\w+)'", self.tokenizer.decode(ids.tolist())).group(1)
+            scores[row, [f for f in onsets if abs(heard[f, 1] - self.bins[word]) <= 2], 0] = 0.0
+            self.asked += 1
+        return scores
+
+
+def test_a_head_of_every_occurrence_counts_the_kth_over_the_whole_recording():
+    """One question per window, its tracks stitched and counted once: the k-th burst from the recording's
+    start across window boundaries, as one pass counts it, and no question asked about earlier occurrences."""
+    seconds = 40.0
+    windows = plan_windows(round(seconds * 25), 300, 100)
+    edges = sorted({f for w in windows for f in (w.own_start - 1, w.own_start, w.stop - 5) if 0 < f < 990} | {30, 500})
+    edges = [f for i, f in enumerate(edges) if i == 0 or f - edges[i - 1] >= 7]
+    words = [str(w) for w in np.random.default_rng(9).choice(["dog", "cat"], size=len(edges))]
+    audio = bursts_recording(list(zip(edges, words)), seconds)
+    windowed, one_pass = listening(12.0), listening(None)
+    for locator in (windowed, one_pass):
+        locator.graphs = EveryListening(locator.tokenizer, len(locator.manifest["channels"]))
+        locator.occurrences, locator.max_trained_seconds = "every", None
+    for word in ("dog", "cat"):
+        starts = [f * 0.04 + 0.02 for f, w in zip(edges, words) if w == word]
+        assert len(starts) >= 3
+        for k in range(1, len(starts) + 1):
+            before = one_pass.graphs.asked
+            expected = one_pass.word(audio, word, k, rate=RATE)
+            assert one_pass.graphs.asked == before + 1  # the k-th alone: no count check's questions
+            assert expected.times == pytest.approx([starts[k - 1]]) and expected.warnings == ()
+            found = windowed.word(audio, word, k, rate=RATE)
+            assert found.times == pytest.approx(expected.times, abs=1e-9), (word, k)
+            assert found.warnings == () and found.confidence == pytest.approx(expected.confidence)
+        for locator in (windowed, one_pass):
+            too_many = locator.word(audio, word, len(starts) + 1, rate=RATE)
+            assert any(f"found {len(starts)} '{word}' occurrence(s)" in w for w in too_many.warnings)
+            assert too_many.times[0] > starts[-1]  # after the last one heard
+
+
 @pytest.mark.parametrize("window, overlap, spacing, shift", [(12.0, 4.0, 25, 0), (12.0, 4.0, 25, -1), (12.0, 4.0, 25, 1),
                                                              (12.0, 2.0, 9, 0)])
 @pytest.mark.parametrize("by", ["words", "question"])

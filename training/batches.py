@@ -29,7 +29,7 @@ from framestamp.runtime.audio import load_audio
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import DEFAULT_SETTINGS, FeatureSettings, log_mel, mel_band_centres
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel
-from framestamp.runtime.prompts import pad_prompts
+from framestamp.runtime.prompts import OCCURRENCE_TASKS, pad_prompts
 
 # prompt_ids(example, num_audio_frames) -> (token ids, index of the first audio placeholder)
 PromptIds = Callable[[Example, int], tuple[Sequence[int], int]]
@@ -134,6 +134,45 @@ def balance_tasks(examples: Sequence[Example], power: float, seed: int = 0) -> l
         balanced += items * whole + [items[i] for i in sorted(rng.choice(len(items), rest, replace=False))]
     return balanced
 
+def occurrence_group(example: Example) -> tuple | None:
+    """What a k-th occurrence question counts over: (clip, task, the asked word or event); None for a
+    question that asks no occurrence (a transcript)."""
+    if example.task not in OCCURRENCE_TASKS or "occurrence" not in example.prompt:
+        return None
+    return clip_key(example), example.task, example.prompt.get("word") or example.prompt.get("event")
+
+
+class EveryOccurrence:
+    """A k-th occurrence question's training events when its track marks every occurrence of its word,
+    event or speaker onset in the clip (``HeadConfig.occurrences == "every"``): ``targets(example)``
+    gives (times, ends) of all of them, and decoding picks the k-th (``runtime.decoding.kth_of_every``),
+    so the model finds the thing without counting.
+
+    The occurrences come from the clip's questions about the same thing in ``examples``; a group whose
+    asked numbers are not exactly 1..n (a loader left an unreliable word out) keeps its own single event,
+    as its missing occurrences would otherwise be taught as silence. Other questions keep their own.
+    """
+
+    def __init__(self, examples: Sequence[Example]):
+        groups: dict[tuple, list[Example]] = {}
+        for example in examples:
+            key = occurrence_group(example)
+            if key is not None:
+                groups.setdefault(key, []).append(example)
+        self.events: dict[tuple, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
+        for key, members in groups.items():
+            members = sorted({int(member.prompt["occurrence"]): member for member in members}.items())
+            if [number for number, _ in members] != list(range(1, len(members) + 1)):
+                continue
+            times = tuple(member.times[0] for _, member in members)
+            ends = (None if any(member.ends is None for _, member in members)
+                    else tuple(member.ends[0] for _, member in members))
+            self.events[key] = (times, ends)
+
+    def __call__(self, example: Example) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
+        return self.events.get(occurrence_group(example), (example.times, example.ends))
+
+
 @dataclass
 class Batch:
     """A padded batch. B examples, T prompt tokens, L mel frames, F audio frames, N event slots."""
@@ -205,7 +244,7 @@ def clip_key(example: Example) -> str:
 
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
             settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None,
-            share_clips: bool = False) -> Batch:
+            share_clips: bool = False, targets=None) -> Batch:
     """Pad ``examples`` into one Batch.
 
     ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
@@ -215,8 +254,9 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     ``audio_tokens(num_audio_frames)``, when given, is how many placeholders the prompt holds instead
     (merged audio tokens: ``Merging.tokens``).
     With ``share_clips`` questions about one clip share its mel row: ``batch.mel`` then holds each clip
-    once and ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each
     clip once); without, every example has its own row, as graphs fed ``batch.mel`` directly expect.
+    ``targets(example)``, when given, is the (times, ends) an example is trained on instead of its own
+    (``EveryOccurrence``).
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
@@ -244,9 +284,10 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         frame_counts.append(num_audio_frames)
         placeholders = num_audio_frames if audio_tokens is None else audio_tokens(num_audio_frames)
         prompts.append(_prompt_for(example, placeholders, prompt_ids))
-        times.append(_fit_to_frames(example, example.times, mel_frames, num_audio_frames, settings))
-        ends.append(None if example.ends is None else
-                    _fit_to_frames(example, example.ends, mel_frames, num_audio_frames, settings))
+        example_times, example_ends = (example.times, example.ends) if targets is None else targets(example)
+        times.append(_fit_to_frames(example, example_times, mel_frames, num_audio_frames, settings))
+        ends.append(None if example_ends is None else
+                    _fit_to_frames(example, example_ends, mel_frames, num_audio_frames, settings))
 
     batch_size = len(examples)
     input_ids, attention_mask, audio_start = (torch.from_numpy(array) for array in pad_prompts(prompts, pad_id))

@@ -124,7 +124,8 @@ def init_from(model: FrameStampModel, folder: str | Path) -> dict:
         for name in shared:
             ours.weight[model.head_config.channels.index(name)] = head["projection.weight"][saved_channels.index(name)]
             ours.bias[model.head_config.channels.index(name)] = head["projection.bias"][saved_channels.index(name)]
-    taken = {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps")}
+    taken = {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps"),
+             "count_term": bool(description["head"].get("count_term", False))}
     if grown:
         taken["grown_layers"] = grown
     return taken

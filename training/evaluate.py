@@ -26,14 +26,15 @@ import torch
 
 from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, after_earlier, align_word_tracks, check_decoding,
                                         check_transcript_by, decode_events, ended_tasks, interval_ends_for,
-                                        transcript_rows)
+                                        kth_of_every, transcript_rows)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.runtime.merging import DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, HEAD_PLACES, MERGE_KINDS, POSITION_KINDS
 from framestamp.runtime.metrics import interval_scores, timestamp_scores
 from framestamp.runtime.pacing import WEIGHT as PACE
-from framestamp.runtime.prompts import ANSWER_END, known_words, parse_answer, special_token_id, transcript_word_questions
+from framestamp.runtime.prompts import (ANSWER_END, OCCURRENCE_TASKS, known_words, parse_answer, special_token_id,
+                                       transcript_word_questions)
 
 METHODS = ("poisson", "binary", "tokens")
 
@@ -43,18 +44,22 @@ def default_method(objective: str) -> str:
 
 
 def decode_frames(scores: np.ndarray, frame_mask: np.ndarray, counts, method: str,
-                  decoding: str = "ordered", plans=None, earlier=None) -> list[np.ndarray]:
+                  decoding: str = "ordered", plans=None, earlier=None, kth=None) -> list[np.ndarray]:
     """Per example: ``counts[b]`` times from one channel of frame scores (B, F): log-intensities for
     method "poisson", logits for "binary". ``decoding`` as ``decode_events``: "ordered" keeps a
     transcript's words on distinct frames; for one event both decodings agree. With merge ``plans``
     the scores are per merged token: segments of their widths (local merging), or spread back to
     the frames each token holds (global merging). ``earlier[b]``, when given and not empty: the
     tracks of occurrences 1..k-1 of example b's k-th occurrence question (per 40 ms frame), decoded
-    jointly with it by ordered decoding."""
+    jointly with it by ordered decoding. ``kth[b]``, when given and not None: example b's track marks every
+    occurrence (a head trained with ``occurrences="every"``) and its answer is the kth[b]-th of them."""
     times = []
     for b in range(len(counts)):
         row = scores[b][frame_mask[b]]
         plan = plans[b] if plans is not None else None
+        if kth is not None and kth[b] is not None:
+            times.append(kth_of_every(row if plan is None else plan.spread(row), kth[b], FRAME_SECONDS))
+            continue
         if earlier is not None and earlier[b] and decoding == "ordered" and plan is None:
             times.append(after_earlier(earlier[b], row, FRAME_SECONDS))
             continue
@@ -137,7 +142,8 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
     output = model.run_batch(batch, merging)
     scores = output.scores.cpu().double().numpy()
     frame_mask = output.frame_mask.cpu().numpy()
-    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans, earlier)
+    kth = [asked_occurrence(example) if every_occurrence_head(model) else None for example in batch.examples]
+    times = decode_frames(scores[..., 0], frame_mask, counts, method, decoding, output.plans, earlier, kth)
     channels = list(model.head_config.channels)
     ends = [None] * len(times)
     for b, example in enumerate(batch.examples):
@@ -266,7 +272,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     model.eval()
     ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
     frames_read = method != "tokens" and (merging is None or merging.head == "frames")  # a track per 40 ms frame
-    joint = frames_read and decoding == "ordered"
+    joint = frames_read and decoding == "ordered" and not every_occurrence_head(model)  # "every": one track holds all
     earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
     by_words = frames_read and transcript_by == "words"
     words = (transcript_word_rows(model, ordered, features, batch_size, device, merging, progress, vocabulary)
@@ -292,9 +298,6 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     return [answers[id(example)] for example in examples]
 
 
-OCCURRENCE_TASKS = ("word", "event", "speaker")
-
-
 @torch.no_grad()
 def question_rows(model, questions, features, batch_size: int, device, merging=None, progress: bool = False,
                   desc: str = "questions") -> list[np.ndarray]:
@@ -313,6 +316,16 @@ def question_rows(model, questions, features, batch_size: int, device, merging=N
         scores, frame_mask = output.scores.cpu().double().numpy(), output.frame_mask.cpu().numpy()
         rows += [scores[row][frame_mask[row]] for row in range(len(scores))]
     return rows
+
+
+def every_occurrence_head(model) -> bool:
+    """Whether ``model``'s k-th occurrence tracks mark every occurrence (``HeadConfig.occurrences``)."""
+    return getattr(model.head_config, "occurrences", "asked") == "every"
+
+
+def asked_occurrence(example) -> int | None:
+    """The k of a k-th occurrence question; None for a question that asks no occurrence (a transcript)."""
+    return int(example.prompt["occurrence"]) if example.task in OCCURRENCE_TASKS else None
 
 
 def earlier_occurrence_tracks(model, examples, features, batch_size: int, device, merging=None,

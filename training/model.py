@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from framestamp.runtime.decoding import OCCURRENCES
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import audio_frames_for_mel
 from framestamp.runtime.merging import (DEFAULT_HEAD_PLACES, DEFAULT_POSITIONS, check_merging, head_places,
@@ -39,12 +40,20 @@ class HeadConfig:
     poisson_weight: float = 1.0  # lambda in T + lambda P (paper 4.6), for "interpolated"
     count_term: bool = False  # train Lambda(T) to the event count too (poisson_nll)
     positive_weight: float | None = None  # binary class weight; None: negatives/positives per batch
+    # A k-th occurrence question's track marks: "asked", the k-th alone (the paper's); "every", every
+    # occurrence of the thing in the clip, the k-th picked by decoding (needs the count term)
+    occurrences: str = "asked"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.lookahead < 0:
             raise InputError(f"lookahead must be >= 0 frames, got {self.lookahead}")
+        if self.occurrences not in OCCURRENCES:
+            raise InputError(f"occurrences must be one of {', '.join(OCCURRENCES)}, got {self.occurrences!r}")
+        if self.occurrences == "every" and not (self.count_term and self.objective in ("poisson", "interpolated")):
+            raise InputError("occurrences 'every' decodes the k-th by counting the track's events: it needs a "
+                             "Poisson head trained with the count term (--count-term)")
         self.channels = tuple(self.channels)
 
     @property

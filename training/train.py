@@ -15,6 +15,9 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from framestamp.runtime.decoding import OCCURRENCES
 from framestamp.runtime.errors import InputError
 from framestamp.training.model import OBJECTIVES
 
@@ -92,6 +95,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
     model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
     model.add_argument("--count-term", action="store_true", help="also train Lambda(T) to the number of events")
+    model.add_argument("--occurrences", choices=OCCURRENCES, default="asked",
+                       help="what a k-th occurrence question's track marks: 'asked' (default), the k-th alone; "
+                            "'every', every occurrence in the clip, the k-th picked by decoding (needs --count-term)")
     aids = parser.add_argument_group("training aids (training-only losses; the exported model is unchanged)")
     aids.add_argument("--word-identity", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of a frame-level loss naming the word spoken at each audio frame through the "
@@ -165,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import (AudioCache, AugmentedBatches, MergedBatches, balance_tasks, collate,
-                                             length_filter)
+    from framestamp.training.batches import (AudioCache, AugmentedBatches, EveryOccurrence, MergedBatches, balance_tasks,
+                                             collate, length_filter)
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the end channel and --end go together: --channels onset,end (or onset,inside,end) with "
                          "--end WEIGHT > 0, or neither")
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
-                      count_term=args.count_term, channels=channels)
+                      count_term=args.count_term, channels=channels, occurrences=args.occurrences)
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
@@ -224,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
     settings = DEFAULT_SETTINGS
     features = AudioCache(args.train.parent, settings)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    # "every": trained on all occurrences; the evaluation keeps the k-th questions, decoding picks the k-th
+    targets = EveryOccurrence(every_train_example) if args.occurrences == "every" else None
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
-                            frame_labels=frame_labels, share_clips=True)
+                            frame_labels=frame_labels, share_clips=True, targets=targets)
     if args.augment:
         collate_batch = AugmentedBatches(collate_batch, features, seed=args.seed, settings=settings)
     if args.merge_train:
@@ -233,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
     if args.questions_per_clip < 1 or args.questions_per_clip > args.batch_size:
         raise InputError(f"--questions-per-clip must be between 1 and --batch-size ({args.batch_size}), "
                          f"got {args.questions_per_clip}")
+    if args.count_term and started_from is not None and not started_from.get("count_term"):
+        plain = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id, share_clips=True,
+                        targets=targets)  # no augmentation, no merging: the scale the checkpoint has
+        shift = scale_to_counts(model, train_examples, plain, seed=args.seed)
+        print(f"the count term starts from a checkpoint trained without it: onset log-intensity shifted by {-shift:+.2f}")
     batches = ManifestBatches(train_examples, args.batch_size, collate_batch, seed=args.seed, rank=rank,
                               world_size=world_size, per_clip=args.questions_per_clip)
     metadata = {"command": command, "train_manifest": str(args.train),
@@ -274,6 +287,36 @@ def run(args: argparse.Namespace) -> int:
         if final_metrics:
             print(json.dumps(final_metrics, indent=2))
     return 0
+
+
+SCALE_EXAMPLES = 64  # training questions that measure a checkpoint's intensity scale (scale_to_counts)
+
+
+def scale_to_counts(model, examples, collate, seed: int = 0, batch_size: int = 8) -> float:
+    """Shift the onset channel so that Lambda(T) matches the number of events (median over a seeded draw
+    of ``SCALE_EXAMPLES`` of ``examples``, in log); returns the log shift taken away.
+
+    Eq. 5 leaves the intensity's overall scale free, so a checkpoint trained without the count term can
+    sit at any Lambda(T) (thousands of events a clip); starting the count term there would spend every
+    weight's first steps on the scale instead of on where events are. The shift changes no decoded time.
+    """
+    import torch
+
+    rng = np.random.default_rng([seed, 11])
+    chosen = [examples[i] for i in sorted(rng.choice(len(examples), min(SCALE_EXAMPLES, len(examples)), replace=False))]
+    gaps = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(chosen), batch_size):
+            batch = collate(chosen[start:start + batch_size])
+            output = model.run_batch(batch)
+            onset = output.scores[..., 0].masked_fill(~output.frame_mask, -torch.inf)
+            gaps.append(torch.logsumexp(onset, -1) - batch.event_mask.sum(-1).log())
+        shift = float(torch.quantile(torch.cat(gaps).double(), 0.5))
+        model.head.projection.bias[0] -= shift
+    model.train(was_training)
+    return shift
 
 
 def merge_ratios(text: str) -> list[float]:
