@@ -44,6 +44,10 @@ def test_checkpoints_that_cannot_be_averaged_are_refused(tmp_path, capsys):
     one = saved(tmp_path / "one", 1)
     with pytest.raises(InputError, match="head differs"):
         average_checkpoints(tmp_path / "out", [one, saved(tmp_path / "other-head", 2, HeadConfig(lookahead=1))])
+    every = HeadConfig(lookahead=2, count_term=True, occurrences="every")  # same weights' shapes, other meaning
+    with pytest.raises(InputError, match="head differs"):
+        average_checkpoints(tmp_path / "out", [saved(tmp_path / "counted", 1, HeadConfig(lookahead=2, count_term=True)),
+                                               saved(tmp_path / "every", 2, every)])
     other_words = dict(TRAINING, vocabulary=["budget"])
     with pytest.raises(InputError, match="other vocabulary"):
         average_checkpoints(tmp_path / "out", [one, saved(tmp_path / "other-words", 2, training=other_words)])
@@ -52,3 +56,12 @@ def test_checkpoints_that_cannot_be_averaged_are_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert main([str(tmp_path / "out"), str(one), str(tmp_path / "missing")]) == 2
     assert "not a framestamp checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_written_before_a_head_field_existed_averages_with_one_that_has_its_default(tmp_path):
+    old, new = saved(tmp_path / "old", 1), saved(tmp_path / "new", 2)
+    description = json.loads((old / "framestamp.json").read_text())
+    del description["head"]["occurrences"]  # as checkpoints written before heads of every occurrence
+    (old / "framestamp.json").write_text(json.dumps(description))
+    _, averaged = load_checkpoint(average_checkpoints(tmp_path / "soup", [old, new]))
+    assert averaged["head"] == HeadConfig(lookahead=2).to_json()

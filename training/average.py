@@ -36,10 +36,12 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     for folder in folders[1:]:
         model, description = load_checkpoint(folder)
         commands.append(description["training"].get("command"))
-        for key in ("backbone", "head", "features"):
-            if description[key] != first[key]:
-                raise InputError(f"{folder}: its {key} differs from {folders[0]}'s; only checkpoints of one model "
-                                 "shape can be averaged")
+        # Heads compared as configs: a checkpoint written before a field existed has that field's default.
+        differs = [key for key in ("backbone", "features") if description[key] != first[key]]
+        differs += ["head"] if model.head_config != first_model.head_config else []
+        if differs:
+            raise InputError(f"{folder}: its {differs[0]} differs from {folders[0]}'s; only checkpoints of one model "
+                             "shape can be averaged")
         for key in SHARED_TRAINING:
             if description["training"].get(key) != first["training"].get(key):
                 raise InputError(f"{folder}: trained on other {key.replace('_', ' ')} than {folders[0]}; average "
