@@ -24,6 +24,8 @@ BENCHMARKS = {
     "corpus": ("framestamp.benchmarks.corpus_scaling", "`framestamp locate-corpus` on Ray: 1 vs 2 actors, a killed job run again"),
     "peers": ("framestamp.benchmarks.peers", "framestamp beside pocketsphinx forced alignment, per task and speech engine"),
     "word-errors": ("framestamp.benchmarks.word_errors", "where word answers go wrong: other occurrence, other word, no word; by position"),
+    "occurrence-counts": ("framestamp.benchmarks.occurrence_counts", "a head of every occurrence: its k-th answer, "
+                          "the same given the true count, and how often it counts right"),
     "transcripts": ("framestamp.benchmarks.transcripts", "transcripts timed by their words vs one transcript question: accuracy, stacking, time"),
 }
 
