@@ -24,7 +24,8 @@ from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactE
 from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
 from framestamp.runtime.decoding import (OCCURRENCES, after_earlier, align_word_tracks, aligned_confidence, check_decoding,
                                         check_pace, check_transcript_by, decode_events, ended_tasks, event_confidence,
-                                        every_occurrence, heard_occurrences, interval_ends_for, transcript_rows)
+                                        every_occurrence, heard_occurrences, interval_ends_for, kth_of_every,
+                                        transcript_rows)
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.features import FeatureSettings, log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
@@ -681,21 +682,18 @@ class Locator:
     def _decode(self, one: "_Asked", rows: np.ndarray) -> np.ndarray:
         """``one``'s times from its own head scores (frames, channels) alone."""
         if self._counts_every(one):
-            return self._heard(one, rows[:, 0])[one.occurrence - 1:one.occurrence]
+            return kth_of_every(rows[:, 0], one.occurrence, self.frame_seconds)
         return decode_events(rows[:, 0], one.count, self.objective, self.decoding, self.frame_seconds)
 
     def _counts_every(self, one: "_Asked") -> bool:
         """Whether ``one`` is a k-th occurrence question whose track marks every occurrence."""
         return self.occurrences == "every" and one.occurrence is not None and one.count == 1
 
-    def _heard(self, one: "_Asked", track: np.ndarray) -> np.ndarray:
-        """Every occurrence on a track of every occurrence, at least ``one.occurrence`` of them (times, seconds)."""
-        return every_occurrence(track, one.occurrence, self.frame_seconds)
-
     def _kth_heard(self, one: "_Asked", track: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
         """The k-th of every occurrence on ``track``: its time (1,), its confidence as the k-th among them all
         (1,), and a warning listing those heard when the track holds fewer than k (else None)."""
-        heard, k = self._heard(one, track), one.occurrence
+        k = one.occurrence
+        heard = every_occurrence(track, k, self.frame_seconds)
         confidence = event_confidence(track, heard, self.objective, self.frame_seconds)[k - 1:k]
         count = heard_occurrences(track)
         fewer = None if count >= k else caveats.occurrence_not_found(

@@ -134,6 +134,7 @@ def balance_tasks(examples: Sequence[Example], power: float, seed: int = 0) -> l
         balanced += items * whole + [items[i] for i in sorted(rng.choice(len(items), rest, replace=False))]
     return balanced
 
+
 def occurrence_group(example: Example) -> tuple | None:
     """What a k-th occurrence question counts over: (clip, task, the asked word or event); None for a
     question that asks no occurrence (a transcript)."""
@@ -254,6 +255,7 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     ``audio_tokens(num_audio_frames)``, when given, is how many placeholders the prompt holds instead
     (merged audio tokens: ``Merging.tokens``).
     With ``share_clips`` questions about one clip share its mel row: ``batch.mel`` then holds each clip
+    once and ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each
     clip once); without, every example has its own row, as graphs fed ``batch.mel`` directly expect.
     ``targets(example)``, when given, is the (times, ends) an example is trained on instead of its own
     (``EveryOccurrence``).
