@@ -202,3 +202,34 @@ def test_word_identity_at_the_decoder_reads_the_merged_token_over_each_frame():
     targets = torch.tensor([1234] * 9 + [77] * 6)
     expected = F.cross_entropy(torch.stack(rows) @ model.language_model.embed_tokens.weight.T, targets)
     assert metrics["word_identity"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_every_loss_is_the_full_ihp_likelihood_of_every_occurrence_on_the_every_channel_only():
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "every")), seed=0)
+    mel = torch.randn(2, 128, 300)
+    batch = make_batch(model, mel, torch.tensor([300, 200]), [("word", {"word": "dog", "occurrence": 2}, [0.5]),
+                                                               ("transcript", {"transcript": "dog"}, [0.25])])
+    batch.every_times = torch.tensor([[0.13, 0.5, 0.93], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    batch.every_mask = torch.tensor([[True, True, True], [False, False, False]])  # a transcript has none
+    model.aids = Aids(every=0.5)
+    loss, metrics = model.training_loss(batch)
+    with torch.no_grad():
+        output = model.run_batch(batch)
+        frames = int(batch.num_audio_frames[0])
+        every = output.scores[0, :frames, 1].double()
+        # Events in frames 3, 12 and 23 of 40 ms; the full IHP NLL -sum log lambda + Lambda(T), per event.
+        expected = (-(every[3] + every[12] + every[23]) + every.exp().sum()).item() / 3
+    assert metrics["every"] == pytest.approx(expected, rel=1e-5)
+    model.aids = Aids()
+    plain_loss, _ = model.training_loss(batch)
+    assert loss.item() == pytest.approx(plain_loss.item() + 0.5 * expected, rel=1e-5)
+    model.aids = Aids(every=1.0)
+    model.zero_grad()
+    model.every_loss(batch, model.run_batch(batch)).backward()
+    grad = model.head.projection.weight.grad
+    assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0
+    onset_only = build_model("omni-tiny", HeadConfig(lookahead=1), seed=0)
+    onset_only.aids = Aids(every=1.0)
+    with pytest.raises(InputError, match="every"):
+        onset_only.training_loss(batch)

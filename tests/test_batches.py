@@ -2,6 +2,7 @@
 the resumable length-bucketed sampler."""
 
 import itertools
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -257,6 +258,21 @@ def test_collate_takes_the_events_targets_give(manifest):
     assert batch.event_mask.sum(-1).tolist() == [2, 3]
     assert batch.event_times[1].tolist() == [0.1, 0.2, 0.3] and batch.event_times[0, :2].tolist() == [0.01, 0.02]
     assert batch.ends_mask[0].tolist() == [False] * 3 and batch.event_ends[1].tolist() == [0.15, 0.25, 0.35]
+
+
+def test_collate_gives_the_every_channel_each_kth_questions_every_occurrence(manifest):
+    folder, examples = manifest
+    extra = Example(id="0/event/2", task="event", prompt={"event": "tone", "occurrence": 2}, times=(0.45,),
+                    ends=(0.5,), duration=examples[1].duration, audio=examples[1].audio)
+    chosen = [examples[1], extra, examples[0]] + [e for e in examples if e.task == "transcript"][:1]
+    first = replace(examples[1], times=(0.1,), ends=(0.2,))  # clip 0's 1st tone, before the 2nd
+    every = EveryOccurrence([first, extra, examples[0]])
+    batch = collate([first, extra, examples[0], chosen[3]], AudioCache(folder), prompt_ids_stub, pad_id=PAD,
+                    every=every)
+    assert batch.every_mask.sum(-1).tolist() == [2, 2, 1, 0]  # both tones for each tone question; none for a transcript
+    assert batch.every_times[0].tolist() == batch.every_times[1].tolist() == [0.1, 0.45]
+    assert batch.every_times[2, 0].item() == pytest.approx(examples[0].times[0])
+    assert batch.event_mask.sum(-1).tolist()[:3] == [1, 1, 1]  # the onset channel keeps the asked occurrence
 
 
 def fake_examples(count: int, seed: int = 0) -> list[Example]:

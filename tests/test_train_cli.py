@@ -188,3 +188,14 @@ def test_the_count_term_from_a_checkpoint_without_it_starts_at_the_event_counts(
     assert abs(np.median(gaps)) < 1e-3
     assert main(train_command(tmp_path / "bad", manifest, steps=1)[3:] + ["--occurrences", "every"]) != 0
     assert "needs a Poisson head trained with the count term" in capsys.readouterr().err
+
+
+def test_the_every_aid_and_its_channel_go_together(tmp_path, manifest, capsys, torch_threads):
+    from framestamp.cli import main
+
+    assert main(train_command(tmp_path / "run", manifest, steps=2)[3:] + ["--every", "1.0"]) != 0
+    assert "the every channel and --every go together" in capsys.readouterr().err
+    out = tmp_path / "every"
+    assert main(train_command(out, manifest, steps=2)[3:] + ["--channels", "onset,every", "--every", "1.0"]) == 0
+    trained = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "train"]
+    assert np.isfinite(trained[-1]["every"])

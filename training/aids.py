@@ -38,11 +38,12 @@ class Aids:
     inside: float = 0.0  # weight of the BCE on the head's "inside" channel (needs that channel)
     inside_speakers: bool = False  # also label speaker questions: inside = the asked (k-th) speaker has started
     end: float = 0.0  # weight of the Poisson NLL of the asked thing's end on the head's "end" channel
+    every: float = 0.0  # weight of the Poisson NLL (with the count term) of every occurrence on the "every" channel
 
     def __post_init__(self):
-        if self.word_identity < 0 or self.inside < 0 or self.end < 0:
+        if self.word_identity < 0 or self.inside < 0 or self.end < 0 or self.every < 0:
             raise InputError(f"aid weights must be >= 0, got word_identity={self.word_identity}, inside={self.inside}, "
-                             f"end={self.end}")
+                             f"end={self.end}, every={self.every}")
         if self.inside_speakers and not self.inside:
             raise InputError("--inside-speakers labels the inside channel: give it a weight with --inside")
         if self.word_identity_at not in WHERE:

@@ -195,6 +195,10 @@ class Batch:
     # None: one mel row per example
     clip_of: torch.Tensor | None = None
     merging: object | None = None  # a model.Merging: the prompts hold merged placeholders (merge-aware training)
+    # (B, M) float64 seconds / bool: every occurrence of what each k-th occurrence question asks about in its clip
+    # (none for other questions), for the "every" aid channel; None when not asked for
+    every_times: torch.Tensor | None = None
+    every_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {
@@ -245,7 +249,7 @@ def clip_key(example: Example) -> str:
 
 def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptIds, pad_id: int,
             settings: FeatureSettings = DEFAULT_SETTINGS, frame_labels=None, audio_tokens=None,
-            share_clips: bool = False, targets=None) -> Batch:
+            share_clips: bool = False, targets=None, every=None) -> Batch:
     """Pad ``examples`` into one Batch.
 
     ``features(example)`` gives the clip's log-mel (an AudioCache); ``prompt_ids(example,
@@ -258,7 +262,8 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
     once and ``batch.clip_of`` names each example's row (``FrameStampModel.encode_batch`` encodes each
     clip once); without, every example has its own row, as graphs fed ``batch.mel`` directly expect.
     ``targets(example)``, when given, is the (times, ends) an example is trained on instead of its own
-    (``EveryOccurrence``).
+    (``EveryOccurrence``). ``every`` (an ``EveryOccurrence``), when given, fills ``batch.every_times``: every
+    occurrence of what each k-th occurrence question asks about, for the "every" aid channel.
     """
     if len(examples) == 0:
         raise InputError("collate needs at least one example")
@@ -333,7 +338,25 @@ def collate(examples: Sequence[Example], features: Features, prompt_ids: PromptI
         event_times=event_times, event_mask=event_mask, frame_mask=frame_mask,
         examples=list(examples), event_ends=event_ends, ends_mask=ends_mask, frame_labels=labels,
         clip_of=None if len(mels) == batch_size else torch.tensor(clip_of, dtype=torch.long),
+        **({} if every is None else every_events(examples, every, mels, frame_counts, clip_of, settings)),
     )
+
+
+def every_events(examples, every, mels, frame_counts, clip_of, settings: FeatureSettings) -> dict:
+    """``every_times`` and ``every_mask`` for ``collate``: each k-th occurrence question's every occurrence
+    (``every(example)``, fitted to its frames), nothing for other questions."""
+    rows = []
+    for row, example in enumerate(examples):
+        times = every(example)[0] if occurrence_group(example) is not None else ()
+        rows.append(_fit_to_frames(example, times, mels[clip_of[row]].shape[1], frame_counts[row], settings)
+                    if times else [])
+    slots = max(1, max(len(row) for row in rows))
+    every_times = torch.zeros((len(rows), slots), dtype=torch.float64)
+    every_mask = torch.zeros((len(rows), slots), dtype=torch.bool)
+    for row, times in enumerate(rows):
+        every_times[row, :len(times)] = torch.tensor(times, dtype=torch.float64)
+        every_mask[row, :len(times)] = True
+    return {"every_times": every_times, "every_mask": every_mask}
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):

@@ -329,7 +329,23 @@ class FrameStampModel(nn.Module):
             end = self.end_loss(batch, output)
             metrics["end"] = end.item()
             loss = loss + self.aids.end * end
+        if self.aids.every > 0 and batch.every_times is not None and batch.every_mask.any():
+            every = self.every_loss(batch, output)
+            metrics["every"] = every.item()
+            loss = loss + self.aids.every * every
         return loss, metrics
+
+    def every_loss(self, batch, output: FrameOutput) -> torch.Tensor:
+        """Eq. 5 with the count term on the head's "every" channel, with every occurrence of what a k-th
+        occurrence question asks about as its events (a head of every occurrence as an aid beside the
+        asked one); other questions have none and add nothing."""
+        if "every" not in self.head_config.channels:
+            raise InputError("the every aid needs a head with an 'every' channel (--channels onset,every)")
+        used = batch.every_mask
+        per_example = poisson_nll(output.scores[..., self.head_config.channels.index("every")], batch.every_times, used,
+                                  output.frame_mask, count_term=True, reduction="none")
+        has_events = used.any(-1)
+        return (per_example / used.sum(-1).clamp(min=1))[has_events].mean()
 
     def end_loss(self, batch, output: FrameOutput) -> torch.Tensor:
         """Eq. 5 on the head's "end" channel with the asked thing's ends as the events: an IHP whose

@@ -111,6 +111,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     aids.add_argument("--end", type=float, default=0.0, metavar="WEIGHT",
                       help="weight of the Poisson NLL of where the asked thing ends (the manifest's ends) on the "
                       "head's end channel, which then gives interval ends (needs --channels onset,...,end)")
+    aids.add_argument("--every", type=float, default=0.0, metavar="WEIGHT",
+                      help="weight of the Poisson NLL (with the count term) of every occurrence of what a k-th "
+                      "occurrence question asks about, on the head's every channel (needs --channels onset,...,every); "
+                      "the onset channel still answers the asked occurrence")
     aids.add_argument("--inside-speakers", action="store_true",
                       help="also train the inside channel on speaker questions: a k-th speaker question's frames "
                       "from that speaker's onset on are inside, those before it outside (needs --inside)")
@@ -203,19 +207,23 @@ def run(args: argparse.Namespace) -> int:
         eval_examples = balanced_subset(eval_examples, args.eval_limit)
 
     channels = tuple(name.strip() for name in args.channels.split(","))
-    if channels[0] != "onset" or not set(channels) <= {"onset", "inside", "end"} or len(set(channels)) != len(channels):
-        raise InputError(f"--channels must be onset followed by any of inside, end; got {args.channels!r}")
+    if (channels[0] != "onset" or not set(channels) <= {"onset", "inside", "end", "every"}
+            or len(set(channels)) != len(channels)):
+        raise InputError(f"--channels must be onset followed by any of inside, end, every; got {args.channels!r}")
     if args.inside and "inside" not in channels:
         raise InputError("--inside needs the inside channel: add --channels onset,inside")
     if ("end" in channels) != (args.end > 0):
         raise InputError("the end channel and --end go together: --channels onset,end (or onset,inside,end) with "
                          "--end WEIGHT > 0, or neither")
+    if ("every" in channels) != (args.every > 0):
+        raise InputError("the every channel and --every go together: --channels onset,...,every with --every WEIGHT > 0, "
+                         "or neither")
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
                       count_term=args.count_term, channels=channels, occurrences=args.occurrences)
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
-                      inside_speakers=args.inside_speakers, end=args.end)
+                      inside_speakers=args.inside_speakers, end=args.end, every=args.every)
     frame_labels = None
     if model.aids.active:
         spans = clip_word_spans(every_train_example)
@@ -232,8 +240,9 @@ def run(args: argparse.Namespace) -> int:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     # "every": trained on all occurrences; the evaluation keeps the k-th questions, decoding picks the k-th
     targets = EveryOccurrence(every_train_example) if args.occurrences == "every" else None
+    every = EveryOccurrence(every_train_example) if args.every else None  # the every aid channel's events
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
-                            frame_labels=frame_labels, share_clips=True, targets=targets)
+                            frame_labels=frame_labels, share_clips=True, targets=targets, every=every)
     if args.augment:
         collate_batch = AugmentedBatches(collate_batch, features, seed=args.seed, settings=settings)
     if args.merge_train:
@@ -246,6 +255,14 @@ def run(args: argparse.Namespace) -> int:
                         targets=targets)  # no augmentation, no merging: the scale the checkpoint has
         shift = scale_to_counts(model, train_examples, plain, seed=args.seed)
         print(f"the count term starts from a checkpoint trained without it: onset log-intensity shifted by {-shift:+.2f}")
+    if every is not None and started_from is not None and "every" not in started_from["head_channels"]:
+        # A new every channel starts as the onset channel (peaked at the asked occurrence), at the counts' scale.
+        with torch.no_grad():
+            projection, index = model.head.projection, channels.index("every")
+            projection.weight[index], projection.bias[index] = projection.weight[0], projection.bias[0]
+        plain = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id, share_clips=True,
+                        every=every)
+        scale_to_counts(model, train_examples, plain, seed=args.seed, channel=index, counted="every_mask")
     batches = ManifestBatches(train_examples, args.batch_size, collate_batch, seed=args.seed, rank=rank,
                               world_size=world_size, per_clip=args.questions_per_clip)
     metadata = {"command": command, "train_manifest": str(args.train),
@@ -292,9 +309,11 @@ def run(args: argparse.Namespace) -> int:
 SCALE_EXAMPLES = 64  # training questions that measure a checkpoint's intensity scale (scale_to_counts)
 
 
-def scale_to_counts(model, examples, collate, seed: int = 0, batch_size: int = 8) -> float:
-    """Shift the onset channel so that Lambda(T) matches the number of events (median over a seeded draw
-    of ``SCALE_EXAMPLES`` of ``examples``, in log); returns the log shift taken away.
+def scale_to_counts(model, examples, collate, seed: int = 0, batch_size: int = 8, channel: int = 0,
+                    counted: str = "event_mask") -> float:
+    """Shift head ``channel`` (default onset) so that Lambda(T) matches the number of events (the batch's
+    ``counted`` mask; median over the examples that have some, of a seeded draw of ``SCALE_EXAMPLES`` of
+    ``examples``, in log); returns the log shift taken away.
 
     Eq. 5 leaves the intensity's overall scale free, so a checkpoint trained without the count term can
     sit at any Lambda(T) (thousands of events a clip); starting the count term there would spend every
@@ -311,10 +330,11 @@ def scale_to_counts(model, examples, collate, seed: int = 0, batch_size: int = 8
         for start in range(0, len(chosen), batch_size):
             batch = collate(chosen[start:start + batch_size])
             output = model.run_batch(batch)
-            onset = output.scores[..., 0].masked_fill(~output.frame_mask, -torch.inf)
-            gaps.append(torch.logsumexp(onset, -1) - batch.event_mask.sum(-1).log())
+            track = output.scores[..., channel].masked_fill(~output.frame_mask, -torch.inf)
+            counts = getattr(batch, counted).sum(-1)
+            gaps.append((torch.logsumexp(track, -1) - counts.clamp(min=1).log())[counts > 0])
         shift = float(torch.quantile(torch.cat(gaps).double(), 0.5))
-        model.head.projection.bias[0] -= shift
+        model.head.projection.bias[channel] -= shift
     model.train(was_training)
     return shift
 
