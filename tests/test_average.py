@@ -62,6 +62,7 @@ def test_a_checkpoint_written_before_a_head_field_existed_averages_with_one_that
     old, new = saved(tmp_path / "old", 1), saved(tmp_path / "new", 2)
     description = json.loads((old / "framestamp.json").read_text())
     del description["head"]["occurrences"]  # as checkpoints written before heads of every occurrence
+    description["backbone"]["source"] = "runs/earlier/model/backbone"  # continued from another run: same shape
     (old / "framestamp.json").write_text(json.dumps(description))
     _, averaged = load_checkpoint(average_checkpoints(tmp_path / "soup", [old, new]))
     assert averaged["head"] == HeadConfig(lookahead=2).to_json()

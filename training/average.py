@@ -21,6 +21,11 @@ from framestamp.runtime.errors import InputError
 SHARED_TRAINING = ("tasks", "event_labels", "vocabulary")
 
 
+def _shape(backbone: dict) -> dict:
+    """A checkpoint's backbone description without where its weights came from."""
+    return {key: value for key, value in backbone.items() if key != "source"}
+
+
 def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     """Write the uniform average of the checkpoints in ``folders`` to ``out``; returns ``out``."""
     import torch
@@ -36,8 +41,10 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     for folder in folders[1:]:
         model, description = load_checkpoint(folder)
         commands.append(description["training"].get("command"))
-        # Heads compared as configs: a checkpoint written before a field existed has that field's default.
-        differs = [key for key in ("backbone", "features") if description[key] != first[key]]
+        # Heads compared as configs: a checkpoint written before a field existed has that field's default. A
+        # backbone's source is where its weights were read from (a preset, an earlier run), not its shape.
+        differs = ["backbone"] if _shape(description["backbone"]) != _shape(first["backbone"]) else []
+        differs += ["features"] if description["features"] != first["features"] else []
         differs += ["head"] if model.head_config != first_model.head_config else []
         if differs:
             raise InputError(f"{folder}: its {differs[0]} differs from {folders[0]}'s; only checkpoints of one model "
