@@ -341,6 +341,10 @@ class Locator:
         def ask(window: Window, questions: list[str]) -> np.ndarray:
             return self._window_scores(stream, window, questions, encoded, name)
 
+        # The model hears one window at a time: only a window longer than its training clips (by more than a frame) is warned about.
+        heard = self.window_seconds if self.window_seconds > (self.max_trained_seconds or 0) + self.frame_seconds else 0.0
+        one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames, (), heard,
+                     fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
         stitched = np.full((frames, len(self.manifest["channels"])), np.nan, dtype=np.float64)
         times, confidence, missing, fewer = [], [], None, None
         word_ends = None  # a transcript timed by its words: each word's end from its own row
@@ -381,8 +385,6 @@ class Locator:
         elif self.occurrences == "every":  # every window's track of every occurrence, stitched, counted once
             for window in windows:
                 self._own(stitched, window, ask(window, [question])[0])
-            one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames,
-                         occurrence=fields["occurrence"])
             found, found_confidence, fewer = self._kth_heard(one, stitched[:, 0])
             times, confidence = list(found), list(found_confidence)
         else:
@@ -418,10 +420,6 @@ class Locator:
                             confidence=tuple(float(c) for c in confidence), ends=ends,
                             log_intensity=np.nan_to_num(scores, nan=floor).astype(np.float32) if query.with_intensity else None,
                             warnings=(fewer,) if fewer else ())
-        # The model hears one window at a time: only a window longer than its training clips (by more than a frame) is warned about.
-        heard = self.window_seconds if self.window_seconds > (self.max_trained_seconds or 0) + self.frame_seconds else 0.0
-        one = _Asked(query, fields, question, count, words, np.zeros((0, 0), np.float32), frames, (), heard,
-                     fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
         warned = self._with_warnings(one, answer, float(np.nanmax(scores)), {})
         if missing is not None:  # the recording ran out before the k-th: say how many were found
             warned = replace(warned, warnings=warned.warnings + (caveats.occurrence_not_found(

@@ -320,7 +320,7 @@ def question_rows(model, questions, features, batch_size: int, device, merging=N
 
 def every_occurrence_head(model) -> bool:
     """Whether ``model``'s k-th occurrence tracks mark every occurrence (``HeadConfig.occurrences``)."""
-    return getattr(model.head_config, "occurrences", "asked") == "every"
+    return model.head_config.occurrences == "every"
 
 
 def asked_occurrence(example) -> int | None:

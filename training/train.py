@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
-    from framestamp.training.trainer import TrainConfig, Trainer
+    from framestamp.training.trainer import TrainConfig, Trainer, checkpoint_folders
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
     settings = DEFAULT_SETTINGS
     features = AudioCache(args.train.parent, settings)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    # "every": trained on all occurrences; the evaluation keeps the k-th questions, decoding picks the k-th
-    targets = EveryOccurrence(every_train_example) if args.occurrences == "every" else None
-    every = EveryOccurrence(every_train_example) if args.every else None  # the every aid channel's events
+    # Every occurrence of what each k-th occurrence question asks about: the onset channel's events with
+    # --occurrences every (the evaluation keeps the k-th questions, decoding picks the k-th), the every aid's
+    all_occurrences = EveryOccurrence(every_train_example) if args.occurrences == "every" or args.every else None
+    targets = all_occurrences if args.occurrences == "every" else None
+    every = all_occurrences if args.every else None
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
                             frame_labels=frame_labels, share_clips=True, targets=targets, every=every)
     if args.augment:
@@ -250,18 +252,18 @@ def run(args: argparse.Namespace) -> int:
     if args.questions_per_clip < 1 or args.questions_per_clip > args.batch_size:
         raise InputError(f"--questions-per-clip must be between 1 and --batch-size ({args.batch_size}), "
                          f"got {args.questions_per_clip}")
-    if args.count_term and started_from is not None and not started_from.get("count_term"):
-        plain = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id, share_clips=True,
-                        targets=targets)  # no augmentation, no merging: the scale the checkpoint has
+    # A run that resumes takes its weights from its checkpoint: the scales below are set on a fresh start only.
+    fresh_start = started_from is not None and not checkpoint_folders(args.out)
+    plain = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id, share_clips=True,
+                    targets=targets, every=every)  # no augmentation, no merging: the scale the checkpoint has
+    if args.count_term and fresh_start and not started_from.get("count_term"):
         shift = scale_to_counts(model, train_examples, plain, seed=args.seed)
         print(f"the count term starts from a checkpoint trained without it: onset log-intensity shifted by {-shift:+.2f}")
-    if every is not None and started_from is not None and "every" not in started_from["head_channels"]:
+    if every is not None and fresh_start and "every" not in started_from["head_channels"]:
         # A new every channel starts as the onset channel (peaked at the asked occurrence), at the counts' scale.
         with torch.no_grad():
             projection, index = model.head.projection, channels.index("every")
             projection.weight[index], projection.bias[index] = projection.weight[0], projection.bias[0]
-        plain = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id, share_clips=True,
-                        every=every)
         scale_to_counts(model, train_examples, plain, seed=args.seed, channel=index, counted="every_mask")
     batches = ManifestBatches(train_examples, args.batch_size, collate_batch, seed=args.seed, rank=rank,
                               world_size=world_size, per_clip=args.questions_per_clip)
