@@ -212,7 +212,30 @@ def test_init_from_takes_the_backbone_and_shared_head_channels_of_a_checkpoint(t
     assert torch.equal(fresh.head.projection.weight[0], trained.head.projection.weight[0])
     assert torch.equal(fresh.head.projection.weight[1], inside_before)  # a new channel starts fresh
     with pytest.raises(InputError, match="lookahead"):
-        init_from(build_model("omni-tiny", HeadConfig(lookahead=3)), tmp_path / "ckpt")
+        init_from(build_model("omni-tiny", HeadConfig(lookahead=0)), tmp_path / "ckpt")
+
+
+def test_init_from_a_shorter_lookahead_first_computes_what_the_checkpoint_did(tmp_path):
+    """The added frames start at weight 0: same scores on every frame, the last frames included, and they learn."""
+    from framestamp.training.checkpoint import init_from
+
+    trained = build_model("omni-tiny", HeadConfig(lookahead=1, channels=("onset", "end")), seed=3)
+    with torch.no_grad():
+        trained.head.projection.weight.normal_()
+    save_checkpoint(trained, tmp_path / "ckpt", features={})
+    longer = build_model("omni-tiny", HeadConfig(lookahead=4, channels=("onset", "end")), seed=4)
+    assert init_from(longer, tmp_path / "ckpt")["lookahead_from"] == 1
+    batch = make_batch(trained, torch.randn(2, 128, 300), torch.tensor([300, 220]), QUESTIONS[:2])
+    trained.eval(), longer.eval()
+    with torch.no_grad():
+        before, after = trained.run_batch(batch), longer.run_batch(batch)
+    assert before.scores.std() > 0.1
+    valid = before.frame_mask
+    torch.testing.assert_close(after.scores[valid], before.scores[valid], rtol=1e-5, atol=1e-5)
+    longer.train()
+    loss, _ = longer.training_loss(batch)
+    loss.backward()
+    assert longer.head.projection.weight.grad[:, :, 2:].abs().sum() > 0  # the new frames' weights learn
 
 
 GROWN = {"omni-tiny-deep": ("model.language_model.layers", "mlp.down_proj", "mlp.up_proj"),

@@ -100,7 +100,9 @@ def load_weights(model: FrameStampModel, folder: str | Path) -> None:
 
 def init_from(model: FrameStampModel, folder: str | Path) -> dict:
     """Start ``model`` from a trained checkpoint's weights (fine-tuning): the whole backbone, and the
-    head's channels that both have (a new channel, e.g. inside, starts fresh). Returns what was taken.
+    head's channels that both have (a new channel, e.g. inside, starts fresh). A longer --lookahead
+    than the checkpoint's starts with the added frames' weights at zero, so it first computes what the
+    checkpoint did. Returns what was taken.
 
     The backbone shape and the tokenizer must match: token ids index the embedding table.
     """
@@ -116,15 +118,20 @@ def init_from(model: FrameStampModel, folder: str | Path) -> dict:
     head = load_file(str(folder / "head.safetensors"))
     saved_channels = list(description["head"]["channels"])
     ours = model.head.projection
-    if head["projection.weight"].shape[1:] != ours.weight.shape[1:]:
-        raise InputError(f"{folder}: its head reads {head['projection.weight'].shape[2] - 1} following frames; "
-                         "give --init a checkpoint with the same --lookahead")
+    saved_taps = head["projection.weight"].shape[2]  # lookahead + 1
+    if head["projection.weight"].shape[1] != ours.weight.shape[1] or saved_taps > ours.weight.shape[2]:
+        raise InputError(f"{folder}: its head reads {saved_taps - 1} following frames; give --init a checkpoint "
+                         "of the same width with the same or a shorter --lookahead")
     shared = [name for name in model.head_config.channels if name in saved_channels]
     with torch.no_grad():
         for name in shared:
-            ours.weight[model.head_config.channels.index(name)] = head["projection.weight"][saved_channels.index(name)]
-            ours.bias[model.head_config.channels.index(name)] = head["projection.bias"][saved_channels.index(name)]
+            row = model.head_config.channels.index(name)
+            # A longer look-ahead reads the checkpoint's frames as it did and the new, later ones at weight 0.
+            ours.weight[row] = 0.0
+            ours.weight[row, :, :saved_taps] = head["projection.weight"][saved_channels.index(name)]
+            ours.bias[row] = head["projection.bias"][saved_channels.index(name)]
     taken = {"checkpoint": str(folder), "head_channels": shared, "steps": description.get("training", {}).get("steps"),
+             "lookahead_from": saved_taps - 1,
              "count_term": bool(description["head"].get("count_term", False))}
     if grown:
         taken["grown_layers"] = grown

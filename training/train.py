@@ -88,7 +88,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        "or a local checkpoint folder (e.g. a Qwen2.5-Omni-3B download)")
     model.add_argument("--init", type=Path, metavar="CHECKPOINT",
                        help="start from a trained framestamp checkpoint's weights (fine-tuning; same --backbone "
-                       "and --lookahead; a new head channel starts fresh; a deeper preset of the same width, "
+                       "and the same or a longer --lookahead, whose added frames start at weight 0; a new head "
+                       "channel starts fresh; a deeper preset of the same width, "
                        "e.g. omni-tiny-deep from omni-tiny, starts with its extra layers as the identity), "
                        "e.g. framestamp/models/omni-tiny-synth")
     model.add_argument("--objective", choices=OBJECTIVES, default="poisson")
