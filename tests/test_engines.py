@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,6 +363,16 @@ def test_vocabulary_file_takes_first_fields_of_letter_words_only(tmp_path):
         read_vocabulary(tmp_path / "one.txt")
     with pytest.raises(InputError, match="cannot read"):
         read_vocabulary(tmp_path / "missing.txt")
+
+
+def test_shipped_word_lists_keep_the_held_out_words_out_of_training():
+    from framestamp.data.synth_words import read_vocabulary, vocabulary
+
+    folder = Path(synth.__file__).parent
+    reading = read_vocabulary(folder / "reading-words.txt")
+    unseen = read_vocabulary(folder / "unseen-words.txt")
+    assert len(reading) == len(set(reading)) == 8000  # every line a usable word, none twice
+    assert not set(reading) & set(unseen) and not set(vocabulary()) & set(unseen) and not set(reading) & set(vocabulary())
 
 
 @pytest.mark.espeak
