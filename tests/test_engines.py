@@ -369,13 +369,12 @@ def test_shipped_word_lists_keep_the_held_out_words_out_of_training():
     from framestamp.data.synth_words import read_vocabulary, vocabulary
 
     folder = Path(synth.__file__).parent
-    reading = read_vocabulary(folder / "reading-words.txt")
-    unseen = read_vocabulary(folder / "unseen-words.txt")
-    assert len(reading) == len(set(reading)) == 8000  # every line a usable word, none twice
-    built_in = set(vocabulary())
-    assert not set(reading) & set(unseen)
-    assert not built_in & set(unseen)
-    assert not set(reading) & built_in
+    lines = read_vocabulary(folder / "reading-words.txt")
+    reading, unseen, built_in = set(lines), set(read_vocabulary(folder / "unseen-words.txt")), set(vocabulary())
+    assert len(lines) == len(reading) == 8000  # every line a usable word, none twice
+    assert not reading & unseen
+    assert not built_in & unseen
+    assert not reading & built_in
 
 
 @pytest.mark.espeak
