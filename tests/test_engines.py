@@ -375,6 +375,26 @@ def test_shipped_word_lists_keep_the_held_out_words_out_of_training():
     assert not reading & unseen
     assert not built_in & unseen
     assert not reading & built_in
+    frequent = read_vocabulary(folder / "frequent-words.txt")
+    assert len(frequent) == len(set(frequent)) == 3000
+    assert not set(frequent) & unseen
+
+
+def test_no_training_word_list_sounds_like_a_held_out_word():
+    """Held-out words stay unheard: no word of the training lists has a cmudict pronunciation of one of them."""
+    pocketsphinx = pytest.importorskip("pocketsphinx", reason="the cmudict to compare with ships in pocketsphinx")
+    from framestamp.data.synth_words import read_vocabulary
+
+    folder = Path(synth.__file__).parent
+    sounds: dict[str, set[str]] = {}
+    with open(Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict", encoding="utf-8") as lines:
+        for line in lines:
+            word, *phones = line.split()
+            sounds.setdefault(word.split("(")[0], set()).add(" ".join(phones))
+    held_out = set().union(*(sounds.get(word, set()) for word in read_vocabulary(folder / "unseen-words.txt")))
+    for name in ("reading-words.txt", "frequent-words.txt"):
+        alike = [word for word in read_vocabulary(folder / name) if sounds.get(word, set()) & held_out]
+        assert not alike, f"{name} has words that sound like held-out ones: {alike[:5]}"
 
 
 @pytest.mark.espeak
