@@ -392,7 +392,7 @@ def test_no_training_word_list_sounds_like_a_held_out_word():
             word, *phones = line.split()
             sounds.setdefault(word.split("(")[0], set()).add(" ".join(phones))
     held_out = set().union(*(sounds.get(word, set()) for word in read_vocabulary(folder / "unseen-words.txt")))
-    for name in ("reading-words.txt", "frequent-words.txt"):
+    for name in ("vocabulary.txt", "reading-words.txt", "frequent-words.txt"):
         alike = [word for word in read_vocabulary(folder / name) if sounds.get(word, set()) & held_out]
         assert not alike, f"{name} has words that sound like held-out ones: {alike[:5]}"
 
