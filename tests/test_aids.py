@@ -1,5 +1,6 @@
 """Training aids: frame labels from transcript lines, and a word-identity loss that adds no weights."""
 
+import itertools
 import types
 
 import numpy as np
@@ -9,7 +10,7 @@ from torch.nn import functional as F
 
 from framestamp.runtime import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
-from framestamp.training.aids import IGNORE, Aids, WordFrameLabels, clip_word_spans
+from framestamp.training.aids import BLANK, IGNORE, LETTERS, Aids, Spellings, WordFrameLabels, clip_word_spans
 from framestamp.training.checkpoint import build_model
 from framestamp.training.model import HeadConfig
 from framestamp.training.tokenizer import preset_tokenizer
@@ -76,6 +77,8 @@ def test_aid_settings_are_checked():
         Aids(word_identity=-1.0)
     with pytest.raises(InputError, match="inside"):
         Aids(inside=-0.5)
+    with pytest.raises(InputError, match="spelling=-1"):
+        Aids(spelling=-1.0)
     with pytest.raises(InputError, match="audio, decoder"):
         Aids(word_identity=1.0, word_identity_at="head")
 
@@ -233,3 +236,52 @@ def test_every_loss_is_the_full_ihp_likelihood_of_every_occurrence_on_the_every_
     onset_only.aids = Aids(every=1.0)
     with pytest.raises(InputError, match="every"):
         onset_only.training_loss(batch)
+
+
+def brute_force_ctc(log_probs: torch.Tensor, target: list[int]) -> float:
+    """-log P(target) summed over every frame labelling (over blank and the target's classes) that
+    collapses to it: repeats merged, then blanks dropped."""
+    classes = sorted({0, *target})
+    total = []
+    for path in itertools.product(classes, repeat=log_probs.shape[0]):
+        collapsed = [c for i, c in enumerate(path) if c != 0 and (i == 0 or path[i - 1] != c)]
+        if collapsed == target:
+            total.append(sum(log_probs[t, c].item() for t, c in enumerate(path)))
+    return -torch.logsumexp(torch.tensor(total, dtype=torch.float64), 0).item()
+
+
+def test_spellings_are_the_clips_letters_as_single_letter_tokens():
+    tokenizer = preset_tokenizer()
+    words = (("Don't", 0.1, 0.4), ("go", 0.5, 0.7))
+    spellings = Spellings(clip_word_spans([transcript_line("a.flac", words)]), tokenizer)
+    assert spellings("a.flac").tolist() == [LETTERS.index(c) + 1 for c in "dontgo"]
+    assert spellings("other.flac") is None and len(spellings) == 1
+    ids = spellings.token_ids.tolist()
+    assert ids[0] == tokenizer.token_to_id(BLANK)
+    assert [tokenizer.decode([i]) for i in ids[1:]] == list(LETTERS)
+
+
+def test_spelling_loss_is_ctc_through_the_tied_letter_embeddings_once_per_clip_and_adds_no_weights():
+    torch.manual_seed(0)
+    model = build_model("omni-tiny", seed=0)
+    weights_before = set(model.state_dict())
+    model.spellings = Spellings(clip_word_spans([transcript_line("a.flac", (("dog", 0.0, 0.2),)),
+                                                 transcript_line("b.flac", (("too", 0.0, 0.2),))]),
+                                preset_tokenizer())
+    audio = torch.randn(4, 7, model.info.hidden_size, requires_grad=True)
+    counts = torch.tensor([6, 6, 5, 7])  # rows 0 and 1 ask about one clip; row 3's clip has no transcript
+    batch = types.SimpleNamespace(examples=[types.SimpleNamespace(audio=a) for a in ("a.flac", "a.flac", "b.flac", "c.flac")])
+    loss = model.spelling_loss(batch, audio, counts)
+    assert set(model.state_dict()) == weights_before  # nothing new to export
+
+    table = model.language_model.embed_tokens.weight.detach()[torch.from_numpy(model.spellings.token_ids)]
+    expected = []
+    for row, word in ((0, "dog"), (2, "too")):  # "too": a blank must part the two o's
+        log_probs = (audio[row, :counts[row]].detach() @ table.T).log_softmax(-1)
+        target = [LETTERS.index(c) + 1 for c in word]
+        expected.append(brute_force_ctc(log_probs, target) / len(target))
+    assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-4)
+    loss.backward()
+    assert audio.grad[1].abs().sum() == 0 and audio.grad[3].abs().sum() == 0  # the clip once; no letters, no loss
+    assert audio.grad[0, 6].abs().sum() == 0  # past the clip's frames
+    assert model.language_model.embed_tokens.weight.grad is not None

@@ -199,3 +199,21 @@ def test_the_every_aid_and_its_channel_go_together(tmp_path, manifest, capsys, t
     assert main(train_command(out, manifest, steps=2)[3:] + ["--channels", "onset,every", "--every", "1.0"]) == 0
     trained = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "train"]
     assert np.isfinite(trained[-1]["every"])
+
+
+def test_the_spelling_aid_needs_transcript_lines_then_is_logged_and_recorded(tmp_path, manifest, capsys, torch_threads):
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+
+    assert main(train_command(tmp_path / "events", manifest, steps=2)[3:] + ["--spelling", "0.5"]) != 0
+    assert "--spelling need transcript lines with word ends" in capsys.readouterr().err
+    spelled = manifest.parent / "spelled.jsonl"  # beside the clips: each also read as two words
+    write_manifest(spelled, [Example(id=f"t{i}", task="transcript", prompt={"transcript": "beep tone"},
+                                     times=(e.times[0], e.times[0] + 0.2), ends=(e.times[0] + 0.2, e.times[0] + 0.4),
+                                     duration=e.duration, audio=e.audio) for i, e in enumerate(read_manifest(manifest))])
+    out = tmp_path / "spelled"
+    assert main(train_command(out, spelled, steps=3)[3:] + ["--spelling", "0.5"]) == 0
+    logged = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r.get("event") == "train"]
+    assert logged and all(np.isfinite(r["spelling"]) and r["spelling"] > 0 for r in logged)
+    _, description = load_checkpoint(out / "model")
+    assert description["training"]["aids"]["spelling"] == 0.5

@@ -165,6 +165,7 @@ class FrameStampModel(nn.Module):
             self._encoder = []
         self.head = FrameHead(info.hidden_size, len(head.channels), head.lookahead)
         self.aids = Aids()  # training-only losses (aids.py); the trainer sets them, exports ignore them
+        self.spellings = None  # aids.Spellings for the spelling aid; the trainer sets it
 
     @property
     def language_model(self) -> nn.Module:
@@ -321,6 +322,10 @@ class FrameStampModel(nn.Module):
             identity = self.word_identity_loss(batch, audio, output.hidden, frame_tokens)
             metrics["word_identity"] = identity.item()
             loss = loss + self.aids.word_identity * identity
+        if self.aids.spelling > 0 and self.spellings is not None:
+            spelling = self.spelling_loss(batch, audio, frame_counts)
+            metrics["spelling"] = spelling.item()
+            loss = loss + self.aids.spelling * spelling
         if self.aids.inside > 0 and batch.frame_labels is not None:
             inside = self.inside_loss(batch, output)
             metrics["inside"] = inside.item()
@@ -395,6 +400,25 @@ class FrameStampModel(nn.Module):
         # Only labelled frames: silences and padding would cost a (frames x vocabulary) product for nothing.
         logits = states[labelled].float() @ self.language_model.embed_tokens.weight.float().T
         return F.cross_entropy(logits, labels[labelled])
+
+    def spelling_loss(self, batch, audio: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
+        """CTC of the letters each clip's words spell, on its audio embeddings scored against the tied
+        embeddings of blank, a, ..., z (aids.py); each clip once, however many of its questions the
+        batch holds, averaged over clips (each clip's loss divided by its letters, as ``ctc_loss`` does)."""
+        rows, targets, seen = [], [], set()
+        for row, example in enumerate(batch.examples):
+            letters = self.spellings(example.audio)
+            if letters is not None and example.audio not in seen:
+                seen.add(example.audio)
+                rows.append(row)
+                targets.append(torch.from_numpy(letters))
+        if not rows:
+            return audio.new_zeros(())
+        rows = torch.tensor(rows, device=audio.device)
+        classes = self.language_model.embed_tokens.weight[torch.from_numpy(self.spellings.token_ids).to(audio.device)]
+        log_probs = (audio[rows].float() @ classes.float().T).log_softmax(-1)  # (clips, frames, 27)
+        return F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets).to(audio.device), frame_counts[rows],
+                          torch.tensor([len(t) for t in targets], device=audio.device), blank=0, zero_infinity=True)
 
     def answer_starts(self, batch) -> torch.Tensor:
         """Index of each example's first answer token: after the audio block and the turn change."""

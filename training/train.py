@@ -116,6 +116,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="weight of the Poisson NLL (with the count term) of every occurrence of what a k-th "
                       "occurrence question asks about, on the head's every channel (needs --channels onset,...,every); "
                       "the onset channel still answers the asked occurrence")
+    aids.add_argument("--spelling", type=float, default=0.0, metavar="WEIGHT",
+                      help="weight of a CTC loss spelling each clip's words letter by letter from the encoder's "
+                      "audio embeddings through the LM's tied token embeddings of the letters; labels from the "
+                      "manifest's transcript lines (default 0: off)")
     aids.add_argument("--inside-speakers", action="store_true",
                       help="also train the inside channel on speaker questions: a k-th speaker question's frames "
                       "from that speaker's onset on are inside, those before it outside (needs --inside)")
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
-    from framestamp.training.aids import Aids, WordFrameLabels, clip_word_spans
+    from framestamp.training.aids import Aids, Spellings, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import (AudioCache, AugmentedBatches, EveryOccurrence, MergedBatches, balance_tasks,
                                              collate, length_filter)
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
@@ -224,14 +228,17 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
-                      inside_speakers=args.inside_speakers, end=args.end, every=args.every)
+                      inside_speakers=args.inside_speakers, end=args.end, every=args.every, spelling=args.spelling)
     frame_labels = None
-    if model.aids.active:
+    if model.aids.active or model.aids.spelling:
         spans = clip_word_spans(every_train_example)
         if not spans:
-            raise InputError(f"--word-identity and --inside need transcript lines with word ends in {args.train} "
-                             "(framestamp synth and the LibriSpeech loader write them)")
-        frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=model.aids.inside_speakers)
+            raise InputError(f"--word-identity, --inside and --spelling need transcript lines with word ends in "
+                             f"{args.train} (framestamp synth and the LibriSpeech loader write them)")
+        if model.aids.active:
+            frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=model.aids.inside_speakers)
+        if model.aids.spelling:
+            model.spellings = Spellings(spans, model.tokenizer)
     config = TrainConfig(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup,
                          max_steps=args.steps, batch_size=args.batch_size, grad_accumulation=args.grad_accumulation,
                          eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
