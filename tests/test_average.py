@@ -38,6 +38,8 @@ def test_the_average_holds_the_mean_of_every_weight_and_names_its_sources(tmp_pa
     assert description["training"]["vocabulary"] == TRAINING["vocabulary"]
     assert [entry["checkpoint"] for entry in description["training"]["averaged_from"]] == [str(f) for f in folders]
     assert description["training"]["averaged_from"][0]["command"] == "framestamp train A"
+    # Where the weights came from, as the first checkpoint records it (a preset), not that checkpoint's folder.
+    assert description["backbone"]["source"] == "omni-tiny"
 
 
 def test_checkpoints_that_cannot_be_averaged_are_refused(tmp_path, capsys):

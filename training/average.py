@@ -13,6 +13,7 @@ naming each one and its training command.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from framestamp.runtime.errors import InputError
@@ -61,6 +62,8 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     state = first_model.state_dict()
     first_model.load_state_dict({name: (value / len(folders)).to(state[name].dtype) if value.is_floating_point()
                                  else value for name, value in total.items()})
+    # Loading set the source to the first checkpoint's folder; the average records where its weights came from.
+    first_model.info = replace(first_model.info, source=first["backbone"]["source"])
     training = dict(first["training"])
     training["averaged_from"] = [{"checkpoint": str(folder), "command": command}
                                  for folder, command in zip(folders, commands)]
