@@ -20,7 +20,8 @@ token and the blank the audio placeholder's (a token the decoder never reads: au
 
 Words are what the question spells; hearing letters is what a word the model never heard needs.
 No extra weights either (at 25 frames a second a clip's letters fit: at most 0.92 per frame in
-the shipped model's training clips, with a blank between doubled letters).
+the shipped model's training clips, with a blank between doubled letters). Measured from stage 22 at
+weights 0.3 and 1.0 it moved no held-out set beyond noise (README, stage 23): an option, not the recipe.
 
 Labels come from the manifest itself: a clip's transcript question (task "transcript" with ``ends``)
 lists every word with its start and end, so any corpus whose loader writes transcript lines (the
@@ -65,7 +66,8 @@ class Aids:
             raise InputError(f"word_identity_at must be one of {', '.join(WHERE)}, got {self.word_identity_at!r}")
 
     @property
-    def active(self) -> bool:
+    def needs_frame_labels(self) -> bool:
+        """Whether an aid reads per-frame labels (``WordFrameLabels``): word identity and inside do."""
         return self.word_identity > 0 or self.inside > 0
 
     def to_json(self) -> dict:

@@ -230,12 +230,12 @@ def run(args: argparse.Namespace) -> int:
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
                       inside_speakers=args.inside_speakers, end=args.end, every=args.every, spelling=args.spelling)
     frame_labels = None
-    if model.aids.active or model.aids.spelling:
+    if model.aids.needs_frame_labels or model.aids.spelling:
         spans = clip_word_spans(every_train_example)
         if not spans:
             raise InputError(f"--word-identity, --inside and --spelling need transcript lines with word ends in "
                              f"{args.train} (framestamp synth and the LibriSpeech loader write them)")
-        if model.aids.active:
+        if model.aids.needs_frame_labels:
             frame_labels = WordFrameLabels(spans, model.tokenizer, speakers=model.aids.inside_speakers)
         if model.aids.spelling:
             model.spellings = Spellings(spans, model.tokenizer)
