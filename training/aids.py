@@ -30,6 +30,7 @@ synthetic words, LibriSpeech aligned by MFA) supplies them.
 
 from __future__ import annotations
 
+import string
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -41,7 +42,7 @@ from framestamp.runtime.prompts import special_token_id
 
 IGNORE = -100  # cross-entropy's ignore_index: frames outside any word
 WHERE = ("audio", "decoder")
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
+LETTERS = string.ascii_lowercase
 BLANK = "<|AUDIO|>"  # the spelling aid's blank: the audio placeholder, whose embedding no prompt reads
 
 
