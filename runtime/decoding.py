@@ -638,14 +638,23 @@ def check_transcript_by(transcript_by: str) -> str:
 
 
 def transcript_rows(known, word_rows, question_rows) -> np.ndarray:
-    """The rows ``align_word_tracks`` aligns, (words, frames, channels): for a word the model was trained
-    to find (``known[i]``) its own question's scores, taken in order from ``word_rows`` (one (frames,
-    channels) array per known word), and for any other word the transcript question's scores
-    (``question_rows``, (frames, channels); may be None when every word is known). A word question
-    about a word never heard in training answers at chance; the transcript question's track still
-    marks where words start, and the known words around it pin down which start is its."""
-    word_rows = iter(word_rows)
-    return np.stack([next(word_rows) if heard else question_rows for heard in known])
+    """The rows ``align_word_tracks`` aligns, (words, frames, channels), from ``word_rows`` (one (frames,
+    channels) array per transcript word: its own word question's scores, in order). A word the model was
+    trained to find (``known[i]``) keeps its own row. Any other word's row is the mean of its own and the
+    transcript question's scores (``question_rows``, (frames, channels); may be None when every word is
+    known): a model that learned to read a word from its spelling finds a new word alone (73.5% of them
+    within 40 ms at stage 23), less surely than a known one, and the transcript question's track marks where
+    some word starts. On tuning clips in voices the model trained on (every word new / 30% new) the
+    transcript question's track alone aligned 81.5% / 96.9% within 40 ms, a new word's own row alone
+    92.0% / 97.5%, their mean 92.4% / 98.6% (shares of 0.25-0.5 for the transcript question all
+    92.4-92.9% / 98.2-98.6%)."""
+    word_rows = [np.asarray(row, dtype=np.float64) for row in word_rows]
+    if len(word_rows) != len(known):
+        raise InputError(f"{len(word_rows)} word rows for a transcript of {len(known)} words: give one row per word")
+    if not all(known) and question_rows is None:
+        raise InputError("a transcript with words the model was not trained on needs the transcript question's scores")
+    return np.stack([row if heard else 0.5 * (row + np.asarray(question_rows, dtype=np.float64))
+                     for row, heard in zip(word_rows, known)])
 
 
 def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECONDS,

@@ -117,7 +117,7 @@ class Locator:
     "posterior" (the paper's per-event posterior mode); for one event they agree.
     ``transcript_by`` is "words" (each word of a transcript asked as its own question, the k-th time
     the transcript says it, and the answers aligned in order: ``align_word_tracks``; a word outside the
-    artifact's training vocabulary takes the transcript question's track instead) or "question"
+    artifact's training vocabulary takes the mean of its own and the transcript question's tracks) or "question"
     (the paper's one transcript question, one track for all its words; fewer decoder rows, less accurate).
     Timed by its words, a transcript is paced by them too: consecutive starts as far apart as the words'
     lengths predict at one speaking rate (runtime/pacing.py), with weight ``pace`` (0: not paced).
@@ -270,7 +270,7 @@ class Locator:
         words = [self._transcript_words(one) for one in asked]  # a transcript's word questions, or none
         earlier = [self._earlier_occurrences(one) for one in asked]  # asked alongside, for the count check
         everything = asked + [one for group in words + earlier for one in group]
-        # A transcript timed by its words needs its own question's pass only for words the model never heard.
+        # A transcript timed by its words needs its own question's pass only for words the model was not trained on.
         by_words = [one.query.task == "transcript" and self.transcript_by == "words" for one in asked]
         needed = [i for i in range(len(everything))
                   if i >= len(asked) or not by_words[i] or not all(known_words(asked[i].fields["transcript"].split(),
@@ -284,7 +284,7 @@ class Locator:
             word_rows.append(scores[position:position + len(group)])
             position += len(group)
         for index, (one, group) in enumerate(zip(asked, earlier)):
-            if by_words[index]:  # aligned on its words' rows (the transcript question's where none is known), paced
+            if by_words[index]:  # aligned on its words' rows (a new word's mixed with the transcript question's), paced
                 known = known_words(one.fields["transcript"].split(), self.vocabulary)
                 answer, peak = self._aligned(one, transcript_rows(known, word_rows[index], scores[index]))
                 results.append(self._with_warnings(one, answer, peak, {}))
@@ -356,7 +356,7 @@ class Locator:
                 if not by_words:
                     return ask(window, whole)
                 known = known_words(part, self.vocabulary)
-                questions = [render_prompt("word", fields) for fields in transcript_word_questions(part, self.vocabulary)]
+                questions = [render_prompt("word", fields) for fields in transcript_word_questions(part)]
                 scores = ask(window, questions + ([] if all(known) else whole))
                 return transcript_rows(known, scores[:len(questions)], None if all(known) else scores[-1])
 
@@ -464,12 +464,12 @@ class Locator:
         return scores
 
     def _transcript_words(self, one: "_Asked") -> list["_Asked"]:
-        """For a transcript timed by its words, the question of each word the model was trained on, on the
-        same audio (the k-th time the transcript says it); [] for any other question."""
+        """For a transcript timed by its words, the question of each of its words, on the same audio (the
+        k-th time the transcript says it); [] for any other question."""
         if one.query.task != "transcript" or self.transcript_by != "words":
             return []
         questions = []
-        for fields in transcript_word_questions(one.fields["transcript"].split(), self.vocabulary):
+        for fields in transcript_word_questions(one.fields["transcript"].split()):
             question = render_prompt("word", fields)
             questions.append(replace(one, query=replace(one.query, task="word", fields=fields, with_intensity=False),
                                      fields=fields, question=question, count=1, words=None,

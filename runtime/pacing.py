@@ -1,7 +1,7 @@
 """A speaking-rate prior for aligning a transcript: words follow each other at a pace their lengths predict.
 
 Aligning a transcript word by word scores word i at frame f by its own question's track. Where that
-track is weak (a word the model never heard, answered on the transcript question's shared track, or
+track is weak (a word the model never heard, partly answered on the transcript question's shared track, or
 an engine it never heard) the plain ordered alignment often puts a word on another word's start:
 it knows *that* a word starts there, not *which*. The transcript says
 more than the order: a long word takes longer to say than a short one. Speech has a rate, so the

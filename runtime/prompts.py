@@ -125,16 +125,15 @@ def known_words(words, vocabulary=None) -> list[bool]:
     return [vocabulary is None or word in vocabulary for word in words]
 
 
-def transcript_word_questions(words, vocabulary=None) -> list[dict]:
-    """The word question for each word of a transcript that is in ``vocabulary`` (None: every word), in
-    order: ``{"word": w, "occurrence": k}`` where the transcript says ``w`` for the k-th time (words
-    spelled as training spelled them)."""
+def transcript_word_questions(words) -> list[dict]:
+    """The word question for each word of a transcript, in order: ``{"word": w, "occurrence": k}`` where
+    the transcript says ``w`` for the k-th time (words spelled as training spelled them). Every word is
+    asked, known to the model or not (``transcript_rows`` weighs a new word's answer)."""
     said: dict[str, int] = {}
     questions = []
-    for word, known in zip(words, known_words(words, vocabulary)):
+    for word in words:
         said[word] = said.get(word, 0) + 1
-        if known:
-            questions.append({"word": word, "occurrence": said[word]})
+        questions.append({"word": word, "occurrence": said[word]})
     return questions
 
 

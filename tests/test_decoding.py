@@ -706,3 +706,21 @@ def test_paced_alignment_refuses_what_it_cannot_pace():
         decoding.paced_map(np.array([[0.0, -np.inf, 0.0], [0.0, -np.inf, 0.0], [0.0, -np.inf, 0.0]]), ["a", "b", "c"])
     with pytest.raises(InputError, match="pace must be a number >= 0"):
         align_word_tracks(np.zeros((2, 5, 1)), "poisson", words=["a", "b"], pace=float("nan"))
+
+
+def test_transcript_rows_keep_a_known_words_row_and_average_a_new_words_with_the_transcript_question():
+    from framestamp.runtime.decoding import transcript_rows
+
+    rng = np.random.default_rng(5)
+    own = [rng.normal(size=(7, 3)) for _ in range(3)]
+    question = rng.normal(size=(7, 3))
+    rows = transcript_rows([True, False, True], own, question)
+    assert rows.shape == (3, 7, 3)
+    np.testing.assert_array_equal(rows[0], own[0])
+    np.testing.assert_array_equal(rows[2], own[2])
+    np.testing.assert_allclose(rows[1], [[(a + b) / 2 for a, b in zip(x, y)] for x, y in zip(own[1], question)])
+    np.testing.assert_array_equal(transcript_rows([True] * 3, own, None), np.stack(own))  # all known: no question needed
+    with pytest.raises(InputError, match="one row per word"):
+        transcript_rows([True, False], own, question)
+    with pytest.raises(InputError, match="needs the transcript question's scores"):
+        transcript_rows([True, False, True], own, None)

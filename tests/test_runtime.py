@@ -363,9 +363,10 @@ def test_the_runtime_extra_pulls_nothing_heavier():
     assert names == {"numpy", "onnxruntime", "tokenizers", "soundfile", "soxr"}
 
 
-def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_track(clips):
-    """A word question about a word outside the training vocabulary answers at chance: that word's row is the
-    transcript question's own track, the other words' rows their own questions' tracks, aligned in order."""
+def test_a_transcript_word_the_model_never_heard_mixes_its_own_and_the_transcript_questions_track(clips):
+    """A word outside the training vocabulary is asked as its own word question too, and its row is the mean
+    of that track and the transcript question's own track; the other words' rows are their own questions'
+    tracks; all aligned in order."""
     folder, examples = clips
     example = max((e for e in examples if e.task == "transcript"), key=lambda e: len(e.times))
     words, text = example.prompt["transcript"].split(), example.prompt["transcript"]
@@ -376,14 +377,12 @@ def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_
     answer = partly.transcript(audio, text)
     whole = Locator(ARTIFACT, threads=1, transcript_by="question").run(
         [Query(audio, "transcript", {"transcript": text}, with_intensity=True)])[0].log_intensity.astype(np.float64)
-    seen, rows = {}, []
+    seen, rows, own = {}, [], []
     for word in words:
         seen[word] = seen.get(word, 0) + 1
-        if word == unheard:
-            rows.append(whole)
-        else:
-            alone = partly.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
-            rows.append(alone.log_intensity.astype(np.float64))
+        alone = partly.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
+        own.append(alone.log_intensity.astype(np.float64))
+        rows.append((own[-1] + whole) / 2 if word == unheard else own[-1])
     np.testing.assert_allclose(answer.times, paced_map(np.stack(rows), words), atol=1e-6)  # paced by the words
     assert any(repr(unheard) in warning for warning in answer.warnings)  # and it says the word is unknown
     unpaced = Locator(ARTIFACT, threads=1, pace=0)
@@ -391,14 +390,15 @@ def test_a_transcript_word_the_model_never_heard_takes_the_transcript_questions_
     np.testing.assert_allclose(unpaced.transcript(audio, text).times, ordered_map(np.stack(rows), len(words)), atol=1e-6)
     nothing_known = Locator(ARTIFACT, threads=1)
     nothing_known.vocabulary = frozenset({"zzz"})
-    np.testing.assert_allclose(nothing_known.transcript(audio, text).times,
-                               paced_map(np.stack([whole] * len(words)), words), atol=1e-6)
+    mixed = paced_map((np.stack(own) + whole) / 2, words)
+    assert not np.allclose(mixed, paced_map(np.stack([whole] * len(words)), words))  # the mixed rows tell the ways apart
+    np.testing.assert_allclose(nothing_known.transcript(audio, text).times, mixed, atol=1e-6)
 
 
 @pytest.mark.parametrize("unheard", [False, True])
 def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_order(clips, unheard):
     """Each word's question asked alone through single-example passes of the checkpoint (an independent
-    computation), the transcript question's track standing in for a word outside the vocabulary,
+    computation), a word outside the vocabulary on the mean of its own and the transcript question's tracks,
     aligned by paced_map: what evaluate scores by default; --transcript-by question scores the
     transcript's own track, which answers differently here."""
     import torch
@@ -424,9 +424,9 @@ def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_or
     for word in words:
         seen[word] = seen.get(word, 0) + 1
         known = vocabulary is None or word in vocabulary
-        rows.append(track(replace(transcript, task="word", prompt={"word": word, "occurrence": seen[word]}, times=(0.0,),
-                                       ends=None))
-                    if known else own)
+        alone = track(replace(transcript, task="word", prompt={"word": word, "occurrence": seen[word]}, times=(0.0,),
+                              ends=None))
+        rows.append(alone if known else (alone + own) / 2)
     aligned = paced_map(np.stack(rows), words)
     scored = evaluate(model, [replace(transcript, times=tuple(aligned), ends=None)], features, progress=False, vocabulary=vocabulary)
     assert scored.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)

@@ -255,7 +255,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
     answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
     occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY), a word outside
-    ``vocabulary`` (the words the model was trained on; None: all) on the transcript question's track,
+    ``vocabulary`` (the words the model was trained on; None: all) on the mean of its own and the transcript question's tracks,
     the words' lengths pacing them at weight ``pace`` (0: not paced). ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
     generated answer."""
     from tqdm import tqdm
@@ -346,12 +346,12 @@ def earlier_occurrence_tracks(model, examples, features, batch_size: int, device
 def transcript_word_rows(model, examples, features, batch_size: int, device, merging=None, progress: bool = False,
                          vocabulary=None) -> dict[int, tuple[list[bool], list[np.ndarray]]]:
     """id(example) -> (which words are in ``vocabulary`` (None: all), the head scores (frames, channels) of
-    each of those words' questions (``transcript_word_questions``) asked of its clip), for each transcript
-    example (no rows where none of its words is known): what ``transcript_rows`` and ``align_word_tracks`` time it with."""
+    each word's question (``transcript_word_questions``) asked of its clip), for each transcript example:
+    what ``transcript_rows`` and ``align_word_tracks`` time it with."""
     known = {id(example): known_words(example.prompt["transcript"].split(), vocabulary)
              for example in examples if example.task == "transcript"}
     asked = [(example, fields) for example in examples if example.task == "transcript"
-             for fields in transcript_word_questions(example.prompt["transcript"].split(), vocabulary)]
+             for fields in transcript_word_questions(example.prompt["transcript"].split())]
     questions = [replace(example, id=f"{example.id}#{index}", task="word", prompt=fields, times=(0.0,), ends=None)
                  for index, (example, fields) in enumerate(asked)]
     words = {key: [] for key in known}
