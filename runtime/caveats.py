@@ -43,7 +43,8 @@ def outside_vocabulary(words: Iterable[str], vocabulary: frozenset[str] | None) 
     if not unknown:
         return None
     shown = ", ".join(repr(word) for word in unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
-    return (f"the model was not trained on the word(s) {shown}: their times are probably guesses")
+    return (f"the model was not trained on the word(s) {shown}: it reads them from their spelling, and their times "
+            "are wrong more often than a trained word's")
 
 
 def occurrence_unsupported(task: str, thing: str, occurrence: int, time: float, earlier: dict[int, float]) -> str | None:
