@@ -40,6 +40,11 @@ def test_the_average_holds_the_mean_of_every_weight_and_names_its_sources(tmp_pa
     assert description["training"]["averaged_from"][0]["command"] == "framestamp train A"
     # Where the weights came from, as the first checkpoint records it (a preset), not that checkpoint's folder.
     assert description["backbone"]["source"] == "omni-tiny"
+    # An average of an average names what the inner one averaged, not its first member's command as its own.
+    again = average_checkpoints(tmp_path / "soup2", [out, saved(tmp_path / "run4", 4, training=dict(TRAINING, command="B"))])
+    outer = load_checkpoint(again)[1]["training"]["averaged_from"]
+    assert outer[0] == {"checkpoint": str(out), "averaged_from": description["training"]["averaged_from"]}
+    assert outer[1] == {"checkpoint": str(tmp_path / "run4"), "command": "B"}
 
 
 def test_checkpoints_that_cannot_be_averaged_are_refused(tmp_path, capsys):

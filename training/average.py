@@ -7,7 +7,7 @@ usually be averaged weight by weight, and the mean often answers at least as wel
 the cost of one model (Wortsman et al., 2022): measure it, as the README's stage 12 does. Every checkpoint must have the same backbone shape, head and features, and
 have been trained on the same tasks and vocabulary (what the runtime reads from the description);
 OUT is written atomically, its description the first checkpoint's with ``training.averaged_from``
-naming each one and its training command.
+naming each one and its training command (for a checkpoint that is itself an average, what it averaged).
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ def _shape(backbone: dict) -> dict:
     return {key: value for key, value in backbone.items() if key != "source"}
 
 
+def _provenance(description: dict) -> dict:
+    """How a checkpoint was made: its training command, or, for an average, what it averaged (its own
+    command field is its first member's, which would misname it)."""
+    training = description["training"]
+    if "averaged_from" in training:
+        return {"averaged_from": training["averaged_from"]}
+    return {"command": training.get("command")}
+
+
 def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     """Write the uniform average of the checkpoints in ``folders`` to ``out``; returns ``out``."""
     import torch
@@ -36,12 +45,12 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     if len(folders) < 2:
         raise InputError(f"averaging needs at least two checkpoints, got {len(folders)}")
     first_model, first = load_checkpoint(folders[0])
-    commands = [first["training"].get("command")]
+    commands = [_provenance(first)]
     total = {name: tensor.detach().clone().double() if tensor.is_floating_point() else tensor.detach().clone()
              for name, tensor in first_model.state_dict().items()}
     for folder in folders[1:]:
         model, description = load_checkpoint(folder)
-        commands.append(description["training"].get("command"))
+        commands.append(_provenance(description))
         # Heads compared as configs: a checkpoint written before a field existed has that field's default. A
         # backbone's source is where its weights were read from (a preset, an earlier run), not its shape.
         differs = ["backbone"] if _shape(description["backbone"]) != _shape(first["backbone"]) else []
@@ -65,8 +74,7 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     # Loading set the source to the first checkpoint's folder; the average records where its weights came from.
     first_model.info = replace(first_model.info, source=first["backbone"]["source"])
     training = dict(first["training"])
-    training["averaged_from"] = [{"checkpoint": str(folder), "command": command}
-                                 for folder, command in zip(folders, commands)]
+    training["averaged_from"] = [{"checkpoint": str(folder), **made} for folder, made in zip(folders, commands)]
     return save_checkpoint(first_model, out, features=first["features"], training=training)
 
 
