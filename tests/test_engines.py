@@ -371,7 +371,8 @@ def test_shipped_word_lists_keep_the_held_out_words_out_of_training():
     folder = Path(synth.__file__).parent
     reading_lines = read_vocabulary(folder / "reading-words.txt")
     frequent_lines = read_vocabulary(folder / "frequent-words.txt")
-    reading, frequent = set(reading_lines), set(frequent_lines)
+    more_lines = read_vocabulary(folder / "more-words.txt")
+    reading, frequent, more = set(reading_lines), set(frequent_lines), set(more_lines)
     unseen, built_in = set(read_vocabulary(folder / "unseen-words.txt")), set(vocabulary())
     assert len(reading_lines) == len(reading) == 8000  # every line a usable word, none twice
     assert len(frequent_lines) == len(frequent) == 3000
@@ -379,6 +380,8 @@ def test_shipped_word_lists_keep_the_held_out_words_out_of_training():
     assert not built_in & unseen
     assert not reading & built_in
     assert not frequent & unseen
+    assert len(more_lines) == len(more) == 3000
+    assert not more & (unseen | reading | frequent | built_in)  # the next words: none of any other list
 
 
 def test_no_training_word_list_sounds_like_a_held_out_word():
@@ -393,7 +396,7 @@ def test_no_training_word_list_sounds_like_a_held_out_word():
             word, *phones = line.split()
             sounds.setdefault(word.split("(")[0], set()).add(" ".join(phones))
     held_out = set().union(*(sounds.get(word, set()) for word in read_vocabulary(folder / "unseen-words.txt")))
-    for name in ("vocabulary.txt", "reading-words.txt", "frequent-words.txt"):
+    for name in ("vocabulary.txt", "reading-words.txt", "frequent-words.txt", "more-words.txt"):
         alike = [word for word in read_vocabulary(folder / name) if sounds.get(word, set()) & held_out]
         assert not alike, f"{name} has words that sound like held-out ones: {alike[:5]}"
 
