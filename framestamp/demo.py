@@ -53,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
         examples = read_manifest(data / "manifest.jsonl")
         model, description = load_checkpoint(args.model)
         features = AudioCache(data, FeatureSettings.from_json(description["features"]))
+        training = description["training"]
+        made = (f"the average of {len(training['averaged_from'])} checkpoints" if "averaged_from" in training
+                else f"{training.get('steps', '?')} steps")
         step(2, f"framestamp evaluate {args.model.name} (PyTorch): {description['backbone']['num_parameters'] / 1e6:.1f}M "
-                f"parameters, {description['head']['objective']} head, {description['training'].get('steps', '?')} "
-                f"steps; {len(examples)} questions, one forward pass per batch")
+                f"parameters, {description['head']['objective']} head, {made}; {len(examples)} questions, one forward "
+                "pass per batch")
         print(evaluate(model, examples, features, batch_size=8).table())
 
         step(3, f"framestamp export {args.model.name} {artifact}")
