@@ -637,23 +637,27 @@ def check_transcript_by(transcript_by: str) -> str:
     return transcript_by
 
 
+NEW_WORD_QUESTION_SHARE = 0.5  # a new word's row: this share the transcript question's track, the rest its own
+
+
 def transcript_rows(known, word_rows, question_rows) -> np.ndarray:
     """The rows ``align_word_tracks`` aligns, (words, frames, channels), from ``word_rows`` (one (frames,
     channels) array per transcript word: its own word question's scores, in order). A word the model was
     trained to find (``known[i]``) keeps its own row. Any other word's row is the mean of its own and the
     transcript question's scores (``question_rows``, (frames, channels); may be None when every word is
-    known): a model that learned to read a word from its spelling finds a new word alone (73.5% of them
-    within 40 ms at stage 23), less surely than a known one, and the transcript question's track marks where
-    some word starts. On tuning clips in voices the model trained on (every word new / 30% new) the
-    transcript question's track alone aligned 81.5% / 96.9% within 40 ms, a new word's own row alone
-    92.0% / 97.5%, their mean 92.4% / 98.6% (shares of 0.25-0.5 for the transcript question all
-    92.4-92.9% / 98.2-98.6%)."""
+    known; ``NEW_WORD_QUESTION_SHARE``): a model that learned to read a word from its spelling finds a
+    new word alone (73.5% of them within 40 ms at stage 23), less surely than a known one, and the
+    transcript question's track marks where some word starts. On tuning clips in voices the model
+    trained on (every word new / 30% new) the transcript question's track alone aligned 81.5% / 96.9%
+    within 40 ms, a new word's own row alone 92.0% / 97.5%, their mean 92.4% / 98.6% (shares of 0.25-0.5
+    for the transcript question all 92.4-92.9% / 98.2-98.6%)."""
     word_rows = [np.asarray(row, dtype=np.float64) for row in word_rows]
     if len(word_rows) != len(known):
         raise InputError(f"{len(word_rows)} word rows for a transcript of {len(known)} words: give one row per word")
     if not all(known) and question_rows is None:
         raise InputError("a transcript with words the model was not trained on needs the transcript question's scores")
-    return np.stack([row if heard else 0.5 * (row + np.asarray(question_rows, dtype=np.float64))
+    share = NEW_WORD_QUESTION_SHARE
+    return np.stack([row if heard else (1 - share) * row + share * np.asarray(question_rows, dtype=np.float64)
                      for row, heard in zip(word_rows, known)])
 
 

@@ -41,7 +41,8 @@ def test_the_average_holds_the_mean_of_every_weight_and_names_its_sources(tmp_pa
     # Where the weights came from, as the first checkpoint records it (a preset), not that checkpoint's folder.
     assert description["backbone"]["source"] == "omni-tiny"
     # An average of an average names what the inner one averaged, not its first member's command as its own.
-    again = average_checkpoints(tmp_path / "soup2", [out, saved(tmp_path / "run4", 4, training=dict(TRAINING, command="B"))])
+    fourth = saved(tmp_path / "run4", 4, training=dict(TRAINING, command="B"))
+    again = average_checkpoints(tmp_path / "soup2", [out, fourth])
     outer = load_checkpoint(again)[1]["training"]["averaged_from"]
     assert outer[0] == {"checkpoint": str(out), "averaged_from": description["training"]["averaged_from"]}
     assert outer[1] == {"checkpoint": str(tmp_path / "run4"), "command": "B"}

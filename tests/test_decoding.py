@@ -719,7 +719,8 @@ def test_transcript_rows_keep_a_known_words_row_and_average_a_new_words_with_the
     np.testing.assert_array_equal(rows[0], own[0])
     np.testing.assert_array_equal(rows[2], own[2])
     np.testing.assert_allclose(rows[1], [[(a + b) / 2 for a, b in zip(x, y)] for x, y in zip(own[1], question)])
-    np.testing.assert_array_equal(transcript_rows([True] * 3, own, None), np.stack(own))  # all known: no question needed
+    # every word known: the transcript question's scores are not needed
+    np.testing.assert_array_equal(transcript_rows([True] * 3, own, None), np.stack(own))
     with pytest.raises(InputError, match="one row per word"):
         transcript_rows([True, False], own, question)
     with pytest.raises(InputError, match="needs the transcript question's scores"):
