@@ -391,7 +391,8 @@ def test_a_transcript_word_the_model_never_heard_mixes_its_own_and_the_transcrip
     nothing_known = Locator(ARTIFACT, threads=1)
     nothing_known.vocabulary = frozenset({"zzz"})
     mixed = paced_map((np.stack(own) + whole) / 2, words)
-    assert not np.allclose(mixed, paced_map(np.stack([whole] * len(words)), words))  # the mixed rows tell the ways apart
+    # the mixed rows tell the two ways apart on this clip
+    assert not np.allclose(mixed, paced_map(np.stack([whole] * len(words)), words))
     np.testing.assert_allclose(nothing_known.transcript(audio, text).times, mixed, atol=1e-6)
 
 

@@ -255,7 +255,8 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
     answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
     occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY), a word outside
-    ``vocabulary`` (the words the model was trained on; None: all) on the mean of its own and the transcript question's tracks,
+    ``vocabulary`` (the words the model was trained on; None: all) on the mean of its own and the
+    transcript question's tracks,
     the words' lengths pacing them at weight ``pace`` (0: not paced). ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
     generated answer."""
     from tqdm import tqdm
