@@ -637,7 +637,7 @@ def check_transcript_by(transcript_by: str) -> str:
     return transcript_by
 
 
-NEW_WORD_QUESTION_SHARE = 0.5  # a new word's row: this share the transcript question's track, the rest its own
+NEW_WORD_QUESTION_SHARE = 0.5  # a new word's row: the transcript question's track at this weight, its own at the rest
 
 
 def transcript_rows(known, word_rows, question_rows) -> np.ndarray:

@@ -45,12 +45,12 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     if len(folders) < 2:
         raise InputError(f"averaging needs at least two checkpoints, got {len(folders)}")
     first_model, first = load_checkpoint(folders[0])
-    commands = [_provenance(first)]
+    provenance = [_provenance(first)]
     total = {name: tensor.detach().clone().double() if tensor.is_floating_point() else tensor.detach().clone()
              for name, tensor in first_model.state_dict().items()}
     for folder in folders[1:]:
         model, description = load_checkpoint(folder)
-        commands.append(_provenance(description))
+        provenance.append(_provenance(description))
         # Heads compared as configs: a checkpoint written before a field existed has that field's default. A
         # backbone's source is where its weights were read from (a preset, an earlier run), not its shape.
         differs = ["backbone"] if _shape(description["backbone"]) != _shape(first["backbone"]) else []
@@ -74,7 +74,7 @@ def average_checkpoints(out: str | Path, folders: list[str | Path]) -> Path:
     # Loading set the source to the first checkpoint's folder; the average records where its weights came from.
     first_model.info = replace(first_model.info, source=first["backbone"]["source"])
     training = dict(first["training"])
-    training["averaged_from"] = [{"checkpoint": str(folder), **made} for folder, made in zip(folders, commands)]
+    training["averaged_from"] = [{"checkpoint": str(folder), **made} for folder, made in zip(folders, provenance)]
     return save_checkpoint(first_model, out, features=first["features"], training=training)
 
 
