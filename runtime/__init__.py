@@ -6,7 +6,7 @@ or transformers.
 
 from framestamp.runtime.decoding import (
     DECODINGS, binary_count, binary_top_k, decode_events, estimate_count, expected_count, ordered_map, paced_map,
-    posterior_mode,
+    posterior_mode, subframe_times,
 )
 from framestamp.runtime.errors import FramestampError, InputError, ManifestError
 from framestamp.runtime.locator import Locator, Query, Timestamps
@@ -16,5 +16,5 @@ from framestamp.runtime.metrics import interval_iou, interval_scores, timestamp_
 __all__ = [
     "DECODINGS", "FRAME_SECONDS", "SAMPLE_RATE", "FramestampError", "InputError", "ManifestError", "binary_count",
     "binary_top_k", "decode_events", "estimate_count", "expected_count", "interval_iou", "interval_scores",
-    "ordered_map", "paced_map", "posterior_mode", "timestamp_scores",
+    "ordered_map", "paced_map", "posterior_mode", "subframe_times", "timestamp_scores",
 ]

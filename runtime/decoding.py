@@ -473,7 +473,7 @@ def after_earlier(earlier, track, frame_seconds: float = FRAME_SECONDS):
     probable ordered frames, each occurrence on its own question's track (``earlier``: k-1 tracks,
     ``track``: the k-th's, all (frames,)), so it cannot land on or before an earlier one."""
     tracks = np.stack([*earlier, track])
-    return ordered_map(tracks, len(tracks), frame_seconds)[-1:]
+    return subframe_times(track, ordered_map(tracks, len(tracks), frame_seconds)[-1:], frame_seconds)
 
 
 # What a k-th occurrence question's track marks: the asked occurrence alone, or every occurrence (kth_of_every)
@@ -498,18 +498,52 @@ def every_occurrence(log_intensity, at_least: int = 1, frame_seconds: float = FR
     track = np.asarray(log_intensity, dtype=np.float64)
     heard = min(heard_occurrences(track), track.shape[-1])  # an untrained head's Lambda(T) can exceed the frames
     if heard >= at_least:
-        return ordered_map(track, heard, frame_seconds)
+        return subframe_times(track, ordered_map(track, heard, frame_seconds), frame_seconds)
     found = ordered_map(track, heard, frame_seconds) if heard else np.zeros(0)
     after = int(found[-1] / frame_seconds) + 2 if heard else 0  # ordered_map keeps events 2 frames apart
     later = np.arange(track.shape[-1]) >= after
     if np.count_nonzero(later & np.isfinite(track)) < at_least - heard:
-        return ordered_map(track, at_least, frame_seconds)
-    return np.concatenate((found, ordered_map(track, at_least - heard, frame_seconds, mask=later)))
+        return subframe_times(track, ordered_map(track, at_least, frame_seconds), frame_seconds)
+    times = np.concatenate((found, ordered_map(track, at_least - heard, frame_seconds, mask=later)))
+    return subframe_times(track, times, frame_seconds)
 
 
 def kth_of_every(log_intensity, occurrence: int, frame_seconds: float = FRAME_SECONDS):
     """The ``occurrence``-th of ``every_occurrence``: (1,) seconds."""
     return every_occurrence(log_intensity, occurrence, frame_seconds)[occurrence - 1:occurrence]
+
+
+SUBFRAME_SHARE = 0.5  # of the parabola's vertex offset: chosen on tuning clips in training voices (README, Decoding)
+
+
+def subframe_times(log_intensity, times, frame_seconds: float = FRAME_SECONDS,
+                   share: float = SUBFRAME_SHARE) -> np.ndarray:
+    """``times`` (seconds, each in the frame it was decoded to) moved inside their frames, towards the
+    stronger neighbour: ``share`` x the vertex of the parabola through the frame's score and its two
+    neighbours', the vertex clipped to half a frame, so a time never leaves its frame (it stays in frame
+    floor(t / frame_seconds)). The head scores whole 40 ms frames; how its scores fall off either side
+    of the peak says where in the frame the event more likely is. ``log_intensity`` (frames,) for every
+    time, or (len(times), frames) a track per time. A time in a track's first or last frame, next to a
+    frame that is not finite, or on a frame that is not a peak (no downward curvature) stays at its
+    frame's centre. Returns (len(times),) seconds."""
+    frame_seconds = check_frame_seconds(frame_seconds)
+    times = np.asarray(times, dtype=np.float64)
+    tracks = np.asarray(log_intensity, dtype=np.float64)
+    if tracks.ndim not in (1, 2) or (tracks.ndim == 2 and tracks.shape[0] != times.size):
+        raise InputError(f"log_intensity must be (frames,) or one row per time ({times.size}, frames), got shape "
+                         f"{tracks.shape}")
+    tracks = np.broadcast_to(tracks, (times.size, tracks.shape[-1]))
+    frames = np.floor(times / frame_seconds).astype(np.int64)
+    inside = (frames > 0) & (frames < tracks.shape[1] - 1)
+    row, frame = np.flatnonzero(inside), frames[inside]
+    before, at, after = tracks[row, frame - 1], tracks[row, frame], tracks[row, frame + 1]
+    with np.errstate(invalid="ignore"):
+        curvature = before - 2 * at + after
+        peaked = np.isfinite(curvature) & (curvature < 0)
+        vertex = np.clip(0.5 * (before - after) / np.where(peaked, curvature, -1.0), -0.5, 0.5)
+    placed = (frames + 0.5) * frame_seconds
+    placed[row] += np.where(peaked, share * vertex, 0.0) * frame_seconds
+    return np.where(inside, placed, times)
 
 
 def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
@@ -521,14 +555,19 @@ def decode_events(scores, count: int, objective: str, decoding: str = "ordered",
     ("binary"). ``decoding`` is one of ``DECODINGS``: "ordered" is ``ordered_map`` on the scores
     (for logits too: log-odds are a monotone per-frame score); "posterior" is the paper's
     ``posterior_mode`` for log-intensities and ``binary_top_k`` for logits. For one event both
-    give the centre of the highest-scoring frame.
+    choose the highest-scoring frame: "posterior" answers its centre, "ordered" places the time inside
+    it (``subframe_times``; not with ``widths``, where a segment's score is flat).
     """
     check_decoding(decoding)
     if objective != "binary" and objective not in LOG_INTENSITY_HEADS:
         raise InputError(f"objective must be binary or one of {', '.join(LOG_INTENSITY_HEADS)}: a head that scores "
                          f"frames, got {objective!r}")
     if decoding == "ordered":
-        return ordered_map(scores, count, frame_seconds, mask=mask, widths=widths)
+        times = ordered_map(scores, count, frame_seconds, mask=mask, widths=widths)
+        if widths is not None:
+            return times
+        track = np.asarray(scores, dtype=np.float64)
+        return subframe_times(track if mask is None else np.where(mask, track, -np.inf), times, frame_seconds)
     if objective == "binary":
         return binary_top_k(scores, count, frame_seconds, mask=mask, widths=widths)
     return posterior_mode(scores, count, frame_seconds, mask=mask, widths=widths)
@@ -577,8 +616,9 @@ def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
               max_seconds: float | None = MAX_INTERVAL_SECONDS, bounded_by_next: bool = False) -> np.ndarray:
     """Where each interval that begins at ``starts`` ends, from a head's "end" channel.
 
-    The end channel is a log-intensity trained (eq. 5) on where the asked thing ends, so each end is
-    the centre of its most intense frame after the start's frame: at most ``max_seconds`` later (None:
+    The end channel is a log-intensity trained (eq. 5) on where the asked thing ends, so each end is in
+    its most intense frame after the start's frame, placed inside it as starts are (``subframe_times``): at
+    most ``max_seconds`` later (None:
     up to the clip's end) and, with ``bounded_by_next`` (a transcript's words), no later than the
     next start's frame. Returns (len(starts),) float64 seconds, each >= its start.
     """
@@ -596,7 +636,7 @@ def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
             ends[i] = max(start, frames * frame_seconds)
             continue
         end_frame = first + 1 + int(np.argmax(log_intensity[first + 1:last + 1]))
-        ends[i] = max(start, (end_frame + 0.5) * frame_seconds)
+        ends[i] = max(start, subframe_times(log_intensity, [(end_frame + 0.5) * frame_seconds], frame_seconds)[0])
     if bounded_by_next and len(starts) > 1:  # a word ends by the next one's start, whatever the decoding
         ends[:-1] = np.minimum(ends[:-1], np.maximum(starts[1:], starts[:-1]))
     return ends
@@ -678,6 +718,7 @@ def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECOND
     check_frame_seconds(frame_seconds)
     separation = _widest_separation(np.arange(frames), count, int(min_separation)) if count <= frames else 1
     centres = (np.arange(frames) + 0.5) * frame_seconds
+    times = (np.floor(np.asarray(times, dtype=np.float64) / frame_seconds) + 0.5) * frame_seconds  # the chosen frames
     if _paced(words, count, pace):
         marginals = pacing.paced_marginals(tracks, pacing.word_sizes(words), frame_seconds, separation, pace)
         near = np.abs(centres[None, :] - np.asarray(times, dtype=np.float64)[:, None]) <= radius_seconds + 1e-9
@@ -757,7 +798,7 @@ def align_word_tracks(rows, objective: str, decoding: str = "ordered", channels=
         raise InputError(f"rows must be (words, frames, channels) with at least one word and frame, got shape {rows.shape}")
     onsets = rows[:, :, 0]
     if check_decoding(decoding) == "ordered":
-        times = paced_map(onsets, words, frame_seconds, pace)
+        times = subframe_times(onsets, paced_map(onsets, words, frame_seconds, pace), frame_seconds)
     else:
         times = np.array([decode_events(row, 1, objective, decoding, frame_seconds)[0] for row in onsets])
     if "word" not in ended_tasks(channels):

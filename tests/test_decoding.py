@@ -22,9 +22,22 @@ from framestamp.runtime.decoding import (
     kth_of_every,
     ordered_map,
     posterior_mode,
+    subframe_times,
 )
 
 FRAME = 0.04
+
+
+def placed_by_hand(track, frame, share=0.5):
+    """Where ``subframe_times`` should put an event decoded to ``frame``: the vertex of the parabola
+    np.polyfit lays through the frame and its neighbours, clipped to half a frame, ``share`` of the way
+    from the centre; the centre at a track's ends, beside a non-finite score, or off a peak."""
+    if frame == 0 or frame == len(track) - 1 or not np.all(np.isfinite(track[frame - 1:frame + 2])):
+        return (frame + 0.5) * FRAME
+    curve, slope, _ = np.polyfit([-1.0, 0.0, 1.0], track[frame - 1:frame + 2], 2)
+    if curve >= 0:
+        return (frame + 0.5) * FRAME
+    return (frame + 0.5 + share * min(0.5, max(-0.5, -slope / (2 * curve)))) * FRAME
 
 
 def brute_force_scores(log_intensity, count, order, mask, widths, segment, position):
@@ -290,7 +303,7 @@ def test_kth_of_every_is_the_kth_of_the_brute_force_ordered_set_of_the_expected_
         if count > frames or k > frames:
             continue
         chosen, _ = brute_force_ordered(log_intensity, count, np.ones(frames, bool), 2)
-        assert kth_of_every(log_intensity, k, FRAME) == pytest.approx([(chosen[k - 1] + 0.5) * FRAME])
+        assert kth_of_every(log_intensity, k, FRAME) == pytest.approx([placed_by_hand(log_intensity, chosen[k - 1])])
 
 
 def test_kth_of_every_counts_peaks_a_question_of_the_kth_alone_would_confuse():
@@ -482,9 +495,10 @@ def test_one_dominant_peak_stacks_posterior_modes_but_not_ordered_map():
 def test_decode_events_picks_the_decoding_per_head():
     rng = np.random.default_rng(16)
     scores = rng.normal(0, 3, 50)
-    np.testing.assert_array_equal(decode_events(scores, 4, "poisson"), ordered_map(scores, 4))
+    placed = [placed_by_hand(scores, int(frame)) for frame in ordered_map(scores, 4) / FRAME]  # inside its frames
+    np.testing.assert_allclose(decode_events(scores, 4, "poisson"), placed)
     np.testing.assert_array_equal(decode_events(scores, 4, "interpolated", "posterior"), posterior_mode(scores, 4))
-    np.testing.assert_array_equal(decode_events(scores, 4, "binary"), ordered_map(scores, 4))  # logits
+    np.testing.assert_allclose(decode_events(scores, 4, "binary"), placed)  # logits
     np.testing.assert_array_equal(decode_events(scores, 4, "binary", "posterior"),
                                   binary_top_k(1 / (1 + np.exp(-scores)), 4))
     with pytest.raises(InputError, match="decoding must be one of ordered, posterior"):
@@ -559,7 +573,7 @@ def test_end_times_take_the_most_intense_admissible_frame(seed):
         assert end >= start
         if allowed:
             best = max(allowed, key=lambda f: log_intensity[f])  # the most intense admissible frame, by brute force
-            expected = max(start, (best + 0.5) * FRAME)
+            expected = max(start, placed_by_hand(log_intensity, best))  # placed inside it, as starts are
         else:  # a start in the clip's last frame ends with the clip
             expected = max(start, frames * FRAME)
         if bounded and i + 1 < count:  # and never past the next start
@@ -593,7 +607,7 @@ def test_words_aligned_from_their_own_tracks_are_the_brute_force_maximiser(seed)
                 if all(b - a >= 2 for a, b in zip(tuple_, tuple_[1:]))),
                key=lambda tuple_: sum(rows[i, f, 0] for i, f in enumerate(tuple_)))
     times, ends = align_word_tracks(rows, "poisson", "ordered", ("onset", "inside", "end"), FRAME)
-    np.testing.assert_allclose(times, (np.array(best) + 0.5) * FRAME)
+    np.testing.assert_allclose(times, [placed_by_hand(rows[i, :, 0], frame) for i, frame in enumerate(best)])
     for i, (start, end) in enumerate(zip(times, ends)):
         own = end_times(rows[i, :, 2], [start], FRAME, max_seconds=2.0)[0]
         following = times[i + 1] if i + 1 < words else np.inf
@@ -601,6 +615,34 @@ def test_words_aligned_from_their_own_tracks_are_the_brute_force_maximiser(seed)
     alone, _ = align_word_tracks(rows, "poisson", "posterior", ("onset",), FRAME)
     np.testing.assert_allclose(alone, (rows[:, :, 0].argmax(axis=1) + 0.5) * FRAME)  # each word on its own track
     assert align_word_tracks(rows, "binary", "ordered", ("onset",), FRAME)[1] is None  # no end or inside channel
+
+
+def test_subframe_times_finds_the_vertex_of_a_sampled_parabola_and_never_leaves_the_frame():
+    centre = 7 + 0.5
+    for peak in (-0.4, -0.1, 0.0, 0.3):  # a log-intensity that is exactly a parabola peaking at frame 7 + peak
+        track = -((np.arange(15) - 7 - peak) ** 2)
+        assert subframe_times(track, [centre * FRAME], FRAME)[0] == pytest.approx((centre + 0.5 * peak) * FRAME)
+        assert subframe_times(track, [centre * FRAME], FRAME, share=1.0)[0] == pytest.approx((centre + peak) * FRAME)
+    steep = np.array([0.0, 0.0, 5.0, 6.0, 0.0])  # peaks past the frame (ordered decoding can pick it): held inside
+    assert subframe_times(steep, [2.5 * FRAME], FRAME, share=1.0)[0] == pytest.approx(3.0 * FRAME)
+    for track, frame in (([3.0, 1.0, 2.0], 0), ([1.0, 2.0, 3.0], 2), ([1.0, -np.inf, 3.0, 2.0], 2),
+                         ([1.0, 0.0, 1.0], 1), ([2.0, 2.0, 2.0], 1)):  # at an end, beside -inf, off a peak, flat
+        assert subframe_times(track, [(frame + 0.5) * FRAME], FRAME)[0] == pytest.approx((frame + 0.5) * FRAME)
+    rows = np.array([[0.0, 3.0, 2.0, 0.0], [0.0, 2.0, 3.0, 0.0]])  # a row per time: each read on its own
+    np.testing.assert_allclose(subframe_times(rows, [1.5 * FRAME, 2.5 * FRAME], FRAME),
+                               [placed_by_hand(rows[0], 1), placed_by_hand(rows[1], 2)])
+    with pytest.raises(InputError, match="one row per time"):
+        subframe_times(rows, [1.5 * FRAME], FRAME)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-30, 30), min_size=3, max_size=40), st.data())
+def test_subframe_times_match_the_fitted_parabola_inside_the_frame(track, data):
+    track = np.array(track)
+    frame = data.draw(st.integers(0, len(track) - 1))
+    placed = subframe_times(track, [(frame + 0.5) * FRAME], FRAME)[0]
+    assert placed == pytest.approx(placed_by_hand(track, frame), abs=1e-9)
+    assert frame * FRAME <= placed < (frame + 1) * FRAME  # a time keeps its frame: floor(t / 40 ms)
 
 
 def test_align_word_tracks_refuses_what_is_not_a_row_per_word():

@@ -15,7 +15,7 @@ import soundfile
 import framestamp
 from framestamp.cli import main
 from framestamp.data.manifest import Example, read_manifest
-from framestamp.runtime import InputError, Locator, Query, ordered_map, paced_map, posterior_mode
+from framestamp.runtime import InputError, Locator, Query, ordered_map, paced_map, posterior_mode, subframe_times
 from framestamp.runtime.formats import render
 
 SHIPPED = Path(framestamp.__file__).parent / "models"
@@ -252,8 +252,9 @@ def test_transcript_questions_decode_jointly_unless_asked_for_the_posterior_mode
     query = replace(query_for(example, folder), with_intensity=True)
     joint = Locator(ARTIFACT, threads=1, transcript_by="question").run([query])[0]
     log_intensity = joint.log_intensity.astype(np.float64)
-    np.testing.assert_allclose(joint.times, ordered_map(log_intensity, len(example.times)), atol=1e-9)
-    assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # distinct, two frames apart
+    chosen = ordered_map(log_intensity, len(example.times))
+    np.testing.assert_allclose(joint.times, subframe_times(log_intensity, chosen), atol=1e-7)  # placed in their frames
+    assert (np.diff(np.floor(np.array(joint.times) / joint.frame_seconds)) >= 2).all()  # distinct, two frames apart
     per_event = Locator(ARTIFACT, threads=1, decoding="posterior", transcript_by="question").run([query])[0]
     np.testing.assert_allclose(per_event.times, posterior_mode(log_intensity, len(example.times)), atol=1e-3)
     assert main(["locate", query.audio, "--transcript", example.prompt["transcript"], "--decoding", "posterior",
@@ -279,8 +280,8 @@ def test_transcripts_timed_by_their_words_align_each_words_own_track(clips, loca
         alone = locator.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
         tracks.append(alone.log_intensity.astype(np.float64))
     tracks = np.stack(tracks)
-    np.testing.assert_allclose(joint.times, paced_map(tracks, words), atol=1e-6)  # paced by the words' lengths
-    assert (np.diff(joint.times) >= 2 * joint.frame_seconds - 1e-9).all()  # in order, two frames apart
+    np.testing.assert_allclose(joint.times, subframe_times(tracks, paced_map(tracks, words)), atol=1e-6)  # paced
+    assert (np.diff(np.floor(np.array(joint.times) / joint.frame_seconds)) >= 2).all()  # in order, two frames apart
     assert len(joint.ends) == len(words) and all(end > start for start, end in zip(joint.times, joint.ends))
     per_word = Locator(ARTIFACT, threads=1, decoding="posterior").transcript(audio, example.prompt["transcript"])
     np.testing.assert_allclose(per_word.times, (tracks.argmax(axis=1) + 0.5) * joint.frame_seconds, atol=1e-6)
@@ -383,14 +384,17 @@ def test_a_transcript_word_the_model_never_heard_mixes_its_own_and_the_transcrip
         alone = partly.run([Query(audio, "word", {"word": word, "occurrence": seen[word]}, with_intensity=True)])[0]
         own.append(alone.log_intensity.astype(np.float64))
         rows.append((own[-1] + whole) / 2 if word == unheard else own[-1])
-    np.testing.assert_allclose(answer.times, paced_map(np.stack(rows), words), atol=1e-6)  # paced by the words
+    rows = np.stack(rows)
+    np.testing.assert_allclose(answer.times, subframe_times(rows, paced_map(rows, words)), atol=1e-6)  # paced
     assert any(repr(unheard) in warning for warning in answer.warnings)  # and it says the word is unknown
     unpaced = Locator(ARTIFACT, threads=1, pace=0)
     unpaced.vocabulary = partly.vocabulary
-    np.testing.assert_allclose(unpaced.transcript(audio, text).times, ordered_map(np.stack(rows), len(words)), atol=1e-6)
+    unpaced_times = subframe_times(rows, ordered_map(rows, len(words)))
+    np.testing.assert_allclose(unpaced.transcript(audio, text).times, unpaced_times, atol=1e-6)
     nothing_known = Locator(ARTIFACT, threads=1)
     nothing_known.vocabulary = frozenset({"zzz"})
-    mixed = paced_map((np.stack(own) + whole) / 2, words)
+    mixed_rows = (np.stack(own) + whole) / 2
+    mixed = subframe_times(mixed_rows, paced_map(mixed_rows, words))
     # the mixed rows tell the two ways apart on this clip
     assert not np.allclose(mixed, paced_map(np.stack([whole] * len(words)), words))
     np.testing.assert_allclose(nothing_known.transcript(audio, text).times, mixed, atol=1e-6)
@@ -428,10 +432,10 @@ def test_evaluate_scores_a_transcript_as_its_words_asked_alone_and_aligned_in_or
         alone = track(replace(transcript, task="word", prompt={"word": word, "occurrence": seen[word]}, times=(0.0,),
                               ends=None))
         rows.append(alone if known else (alone + own) / 2)
-    aligned = paced_map(np.stack(rows), words)
+    aligned = subframe_times(np.stack(rows), paced_map(np.stack(rows), words))
     scored = evaluate(model, [replace(transcript, times=tuple(aligned), ends=None)], features, progress=False, vocabulary=vocabulary)
     assert scored.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)
-    alone = ordered_map(own, len(words))
+    alone = subframe_times(own, ordered_map(own, len(words)))
     question = evaluate(model, [replace(transcript, times=tuple(alone), ends=None)], features, progress=False,
                         transcript_by="question")
     assert question.tasks["transcript"].mad == pytest.approx(0, abs=1e-9)
