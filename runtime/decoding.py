@@ -617,10 +617,10 @@ def end_times(end_log_intensity, starts, frame_seconds: float = FRAME_SECONDS,
     """Where each interval that begins at ``starts`` ends, from a head's "end" channel.
 
     The end channel is a log-intensity trained (eq. 5) on where the asked thing ends, so each end is in
-    its most intense frame after the start's frame, placed inside it as starts are (``subframe_times``): at
-    most ``max_seconds`` later (None:
-    up to the clip's end) and, with ``bounded_by_next`` (a transcript's words), no later than the
-    next start's frame. Returns (len(starts),) float64 seconds, each >= its start.
+    its most intense frame after the start's frame, placed inside it as starts are (``subframe_times``):
+    at most ``max_seconds`` later (None: up to the clip's end) and, with ``bounded_by_next`` (a
+    transcript's words), no later than the next start's frame. Returns (len(starts),) float64 seconds,
+    each >= its start.
     """
     frame_seconds, log_intensity, starts = _interval_inputs(end_log_intensity, starts, frame_seconds,
                                                            "end_log_intensity")

@@ -15,8 +15,8 @@ from framestamp.runtime import InputError
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel, mel_band_centres
 from framestamp.runtime.frames import FRAME_SECONDS, audio_frames_for_mel, mel_frames_for_samples
-from framestamp.training.batches import (AudioCache, AugmentedBatches, Batch, BucketBatchSampler, EveryOccurrence,
-                                         MergedBatches, balance_tasks, clip_key, collate, length_filter)
+from framestamp.training.batches import (AbsentOccurrences, AudioCache, AugmentedBatches, Batch, BucketBatchSampler,
+                                         EveryOccurrence, MergedBatches, balance_tasks, clip_key, collate, length_filter)
 from framestamp.training.losses import event_segments, poisson_nll
 
 PAD, BOS, EOS, AUDIO = 0, 1, 2, 3
@@ -248,6 +248,32 @@ def test_every_occurrence_trains_each_kth_question_on_all_occurrences_of_its_thi
         else:  # a transcript, a lone speaker, an incomplete group: its own events
             assert (times, ends) == (example.times, example.ends)
     assert sum(len(t) > 1 for t in truth.values()) >= 5  # repeats to count
+
+
+def test_questions_past_the_count_ask_occurrence_n_plus_one_and_train_on_no_event(manifest):
+    folder, examples = manifest
+    words = [Example(id=f"w/{k}", task="word", prompt={"word": "tone", "occurrence": k}, times=(0.1 * k,),
+                     duration=examples[1].duration, audio=examples[1].audio) for k in (1, 2)]
+    lone = Example(id="x/2", task="word", prompt={"word": "owl", "occurrence": 2}, times=(0.3,),
+                   duration=examples[1].duration, audio=examples[1].audio)  # asked 2nd only: its count is unknown
+    own = [*words, lone, examples[0], examples[1]]  # a speaker and an event of clip 0: groups of one
+    past = AbsentOccurrences(own, share=1.0)
+    asked = {(e.task, e.prompt.get("word") or e.prompt.get("event"), e.prompt["occurrence"]) for e in past.absent}
+    assert asked == {("word", "tone", 3), ("speaker", None, 2), ("event", "tone", 2)}  # n + 1 of each complete group
+    assert all(past(e) == ((), None) for e in past.absent)
+    assert all(past(e) == (e.times, e.ends) for e in own)  # every other question keeps its own events
+    fallback = AbsentOccurrences(own, share=1.0, fallback=lambda e: ((0.05,), None))
+    assert fallback(words[0]) == ((0.05,), None)
+    some = AbsentOccurrences(own, share=0.5)
+    assert {e.id for e in some.absent} <= {e.id for e in past.absent}  # a hash of the group picks them: a subset
+    assert {e.id for e in AbsentOccurrences(own, share=0.5).absent} == {e.id for e in some.absent}
+    batch = collate([words[0], past.absent[0]], AudioCache(folder), prompt_ids_stub, pad_id=PAD, targets=past)
+    assert batch.event_mask.sum(-1).tolist() == [1, 0]
+    scores = torch.randn(batch.frame_mask.shape, dtype=torch.float64)
+    loss = poisson_nll(scores, batch.event_times, batch.event_mask, batch.frame_mask, count_term=True, reduction="none")
+    assert float(loss[1]) == pytest.approx(float(scores[1][batch.frame_mask[1]].exp().sum()))  # Lambda(T): no event
+    with pytest.raises(InputError, match="share"):
+        AbsentOccurrences(own, share=0.0)
 
 
 def test_collate_takes_the_events_targets_give(manifest):

@@ -174,6 +174,43 @@ class EveryOccurrence:
         return self.events.get(occurrence_group(example), (example.times, example.ends))
 
 
+class AbsentOccurrences:
+    """Questions past the count: for a ``share`` of the clips' complete groups of k-th occurrence questions
+    (a word, an event or the speakers of one clip, asked 1..n), one more question asks for occurrence n + 1
+    and is trained on no event (``targets(example)`` gives it none). With the count term the head then
+    learns to say that a clip holds no such occurrence (Lambda(T) near 0), which the k-th occurrence's
+    decoding can read as the count. Groups are picked by a hash of the group, the same on every run.
+    ``absent`` holds the added questions; ``targets`` falls back to ``fallback`` (or each question's own
+    events) for every other question."""
+
+    def __init__(self, examples: Sequence[Example], share: float, fallback: Callable | None = None):
+        if not 0 < share <= 1:
+            raise InputError(f"the share of groups asked past their count must be in (0, 1], got {share}")
+        groups: dict[tuple, list[Example]] = {}
+        for example in examples:
+            key = occurrence_group(example)
+            if key is not None:
+                groups.setdefault(key, []).append(example)
+        self.fallback = fallback
+        self.absent: list[Example] = []
+        for key, members in groups.items():
+            numbers = sorted({int(member.prompt["occurrence"]) for member in members})
+            if numbers != list(range(1, len(numbers) + 1)):
+                continue
+            draw = int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:4], "little") / 2 ** 32
+            if draw >= share:
+                continue
+            last = max(members, key=lambda member: int(member.prompt["occurrence"]))
+            self.absent.append(replace(last, id=f"{last.id}/absent", prompt={**last.prompt,
+                                                                             "occurrence": len(numbers) + 1}))
+        self._ids = {example.id for example in self.absent}
+
+    def __call__(self, example: Example) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
+        if example.id in self._ids:
+            return (), None
+        return (example.times, example.ends) if self.fallback is None else self.fallback(example)
+
+
 @dataclass
 class Batch:
     """A padded batch. B examples, T prompt tokens, L mel frames, F audio frames, N event slots."""
@@ -231,7 +268,7 @@ def _fit_to_frames(example: Example, times: Sequence[float], mel_frames: int, nu
     which the losses count as inside that frame.
     """
     audio_seconds = (mel_frames + 1) * settings.hop_length / settings.sample_rate  # >= the clip's length
-    if max(times) > audio_seconds + LABEL_SLACK_SECONDS:
+    if len(times) and max(times) > audio_seconds + LABEL_SLACK_SECONDS:  # none: a question past the count
         raise InputError(
             f"example {example.id!r} has a time at {max(times):.3f} s but its audio lasts about "
             f"{mel_frames * settings.hop_length / settings.sample_rate:.2f} s; fix its times or its audio file"

@@ -96,6 +96,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
     model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
     model.add_argument("--count-term", action="store_true", help="also train Lambda(T) to the number of events")
+    model.add_argument("--absent", type=float, default=0.0, metavar="SHARE",
+                       help="for this share of the clips' k-th occurrence groups, also ask occurrence n + 1 and train "
+                            "it on no event, so the head learns to say there is none (needs --count-term)")
     model.add_argument("--occurrences", choices=OCCURRENCES, default="asked",
                        help="what a k-th occurrence question's track marks: 'asked' (default), the k-th alone; "
                             "'every', every occurrence in the clip, the k-th picked by decoding (needs --count-term)")
@@ -180,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
     from framestamp.training.aids import Aids, Spellings, WordFrameLabels, clip_word_spans
-    from framestamp.training.batches import (AudioCache, AugmentedBatches, EveryOccurrence, MergedBatches, balance_tasks,
-                                             collate, length_filter)
+    from framestamp.training.batches import (AbsentOccurrences, AudioCache, AugmentedBatches, EveryOccurrence,
+                                             MergedBatches, balance_tasks, collate, length_filter)
     from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
@@ -250,6 +253,12 @@ def run(args: argparse.Namespace) -> int:
     # --occurrences every (the evaluation keeps the k-th questions, decoding picks the k-th), the every aid's
     all_occurrences = EveryOccurrence(every_train_example) if args.occurrences == "every" or args.every else None
     targets = all_occurrences if args.occurrences == "every" else None
+    if args.absent:
+        if not args.count_term:
+            raise InputError("--absent trains questions on no event, which only the count term scores: add --count-term")
+        past_count = AbsentOccurrences(train_examples, args.absent, targets)
+        train_examples, targets = list(train_examples) + past_count.absent, past_count
+        print(f"--absent {args.absent:g}: {len(past_count.absent)} questions past their count added")
     every = all_occurrences if args.every else None
     collate_batch = partial(collate, features=features, prompt_ids=model.prompt_ids, pad_id=model.pad_id,
                             frame_labels=frame_labels, share_clips=True, targets=targets, every=every)
@@ -280,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
                 "length_filter": [args.min_seconds, args.max_seconds], "task_balance": args.task_balance,
                 "questions_per_clip": args.questions_per_clip,
                 "merge_train": merge_ratios(args.merge_train) if args.merge_train else None,
-                "augment": args.augment,
+                "augment": args.augment, "absent": args.absent,
                 "config": config.to_dict(),
                 "aids": model.aids.to_json(), "init": started_from,
                 # What the model was asked about: the runtime refuses an event label it never saw, and
