@@ -190,6 +190,20 @@ def test_the_count_term_from_a_checkpoint_without_it_starts_at_the_event_counts(
     assert "needs a Poisson head trained with the count term" in capsys.readouterr().err
 
 
+def test_questions_past_the_count_need_the_count_term_then_train_and_are_recorded(tmp_path, manifest, capsys,
+                                                                                  torch_threads):
+    from framestamp.cli import main
+
+    assert main(train_command(tmp_path / "bad", manifest, steps=2)[3:] + ["--absent", "0.5"]) != 0
+    assert "only the count term scores: add --count-term" in capsys.readouterr().err
+    out = tmp_path / "absent"
+    assert main(train_command(out, manifest, steps=2)[3:] + ["--absent", "1.0", "--count-term"]) == 0
+    added = int(capsys.readouterr().out.split("--absent 1: ")[1].split()[0])
+    assert added > 0
+    description = json.loads((out / "model" / "framestamp.json").read_text())
+    assert description["training"]["absent"] == 1.0 and description["head"]["count_term"] is True
+
+
 def test_the_every_aid_and_its_channel_go_together(tmp_path, manifest, capsys, torch_threads):
     from framestamp.cli import main
 
