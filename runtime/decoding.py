@@ -524,8 +524,9 @@ def subframe_times(log_intensity, times, frame_seconds: float = FRAME_SECONDS,
     floor(t / frame_seconds)). The head scores whole 40 ms frames; how its scores fall off either side
     of the peak says where in the frame the event more likely is. ``log_intensity`` (frames,) for every
     time, or (len(times), frames) a track per time. A time in a track's first or last frame, next to a
-    frame that is not finite, or on a frame that is not a peak (no downward curvature) stays at its
-    frame's centre. Returns (len(times),) seconds."""
+    frame that is not finite or scores the same (a flat stretch, as a merged segment spread over its
+    frames), or on a frame with no downward curvature stays at its frame's centre. Returns (len(times),)
+    seconds."""
     frame_seconds = check_frame_seconds(frame_seconds)
     times = np.asarray(times, dtype=np.float64)
     tracks = np.asarray(log_intensity, dtype=np.float64)
@@ -539,7 +540,7 @@ def subframe_times(log_intensity, times, frame_seconds: float = FRAME_SECONDS,
     before, at, after = tracks[row, frame - 1], tracks[row, frame], tracks[row, frame + 1]
     with np.errstate(invalid="ignore"):
         curvature = before - 2 * at + after
-        peaked = np.isfinite(curvature) & (curvature < 0)
+        peaked = np.isfinite(curvature) & (curvature < 0) & (before != at) & (after != at)  # a tie: flat, as merged
         vertex = np.clip(0.5 * (before - after) / np.where(peaked, curvature, -1.0), -0.5, 0.5)
     placed = (frames + 0.5) * frame_seconds
     placed[row] += np.where(peaked, share * vertex, 0.0) * frame_seconds

@@ -31,8 +31,9 @@ FRAME = 0.04
 def placed_by_hand(track, frame, share=0.5):
     """Where ``subframe_times`` should put an event decoded to ``frame``: the vertex of the parabola
     np.polyfit lays through the frame and its neighbours, clipped to half a frame, ``share`` of the way
-    from the centre; the centre at a track's ends, beside a non-finite score, or off a peak."""
-    if frame == 0 or frame == len(track) - 1 or not np.all(np.isfinite(track[frame - 1:frame + 2])):
+    from the centre; the centre at a track's ends, beside a non-finite or equal score, or off a peak."""
+    if frame == 0 or frame == len(track) - 1 or not np.all(np.isfinite(track[frame - 1:frame + 2])) or \
+            track[frame] in (track[frame - 1], track[frame + 1]):
         return (frame + 0.5) * FRAME
     curve, slope, _ = np.polyfit([-1.0, 0.0, 1.0], track[frame - 1:frame + 2], 2)
     if curve >= 0:
@@ -626,7 +627,8 @@ def test_subframe_times_finds_the_vertex_of_a_sampled_parabola_and_never_leaves_
     steep = np.array([0.0, 0.0, 5.0, 6.0, 0.0])  # peaks past the frame (ordered decoding can pick it): held inside
     assert subframe_times(steep, [2.5 * FRAME], FRAME, share=1.0)[0] == pytest.approx(3.0 * FRAME)
     for track, frame in (([3.0, 1.0, 2.0], 0), ([1.0, 2.0, 3.0], 2), ([1.0, -np.inf, 3.0, 2.0], 2),
-                         ([1.0, 0.0, 1.0], 1), ([2.0, 2.0, 2.0], 1)):  # at an end, beside -inf, off a peak, flat
+                         ([1.0, 0.0, 1.0], 1), ([2.0, 2.0, 2.0], 1), ([2.0, 2.0, 0.0], 1)):
+        # at an end, beside -inf, off a peak, flat, at the edge of a flat stretch (a merged segment spread out)
         assert subframe_times(track, [(frame + 0.5) * FRAME], FRAME)[0] == pytest.approx((frame + 0.5) * FRAME)
     rows = np.array([[0.0, 3.0, 2.0, 0.0], [0.0, 2.0, 3.0, 0.0]])  # a row per time: each read on its own
     np.testing.assert_allclose(subframe_times(rows, [1.5 * FRAME, 2.5 * FRAME], FRAME),
