@@ -706,7 +706,8 @@ def aligned_confidence(log_intensity, times, frame_seconds: float = FRAME_SECOND
                        radius_seconds: float = CONFIDENCE_SECONDS, min_separation: int = 2, words=None,
                        pace: float = pacing.WEIGHT) -> np.ndarray:
     """How sure the alignment is of each word's time, in [0, 1]: word i's marginal posterior mass within
-    ``radius_seconds`` of ``times[i]``, among all ordered placements f_1 < ... < f_n, each step at least
+    ``radius_seconds`` of the centre of the frame ``times[i]`` lies in (a time placed inside its frame by
+    ``subframe_times`` is read at its frame's centre), among all ordered placements f_1 < ... < f_n, each step at least
     ``min_separation`` frames (lowered as ``ordered_map`` lowers it where n words do not fit), weighted
     by prod_i lambda_i(f_i): the density ``ordered_map`` maximizes, one track per word, (words, frames).
     Forward and backward sums over the chain in log space: O(words x frames). With the transcript's
