@@ -498,13 +498,15 @@ def every_occurrence(log_intensity, at_least: int = 1, frame_seconds: float = FR
     track = np.asarray(log_intensity, dtype=np.float64)
     heard = min(heard_occurrences(track), track.shape[-1])  # an untrained head's Lambda(T) can exceed the frames
     if heard >= at_least:
-        return subframe_times(track, ordered_map(track, heard, frame_seconds), frame_seconds)
-    found = ordered_map(track, heard, frame_seconds) if heard else np.zeros(0)
-    after = int(found[-1] / frame_seconds) + 2 if heard else 0  # ordered_map keeps events 2 frames apart
-    later = np.arange(track.shape[-1]) >= after
-    if np.count_nonzero(later & np.isfinite(track)) < at_least - heard:
-        return subframe_times(track, ordered_map(track, at_least, frame_seconds), frame_seconds)
-    times = np.concatenate((found, ordered_map(track, at_least - heard, frame_seconds, mask=later)))
+        times = ordered_map(track, heard, frame_seconds)
+    else:
+        found = ordered_map(track, heard, frame_seconds) if heard else np.zeros(0)
+        after = int(found[-1] / frame_seconds) + 2 if heard else 0  # ordered_map keeps events 2 frames apart
+        later = np.arange(track.shape[-1]) >= after
+        if np.count_nonzero(later & np.isfinite(track)) < at_least - heard:
+            times = ordered_map(track, at_least, frame_seconds)
+        else:
+            times = np.concatenate((found, ordered_map(track, at_least - heard, frame_seconds, mask=later)))
     return subframe_times(track, times, frame_seconds)
 
 

@@ -143,6 +143,19 @@ def occurrence_group(example: Example) -> tuple | None:
     return clip_key(example), example.task, example.prompt.get("word") or example.prompt.get("event")
 
 
+def complete_occurrence_groups(examples: Sequence[Example]) -> dict[tuple, list[Example]]:
+    """The clips' groups of k-th occurrence questions (``occurrence_group``) asked exactly 1..n, each as one
+    question per occurrence in order; a group with a gap (a loader left an unreliable word out) is left out,
+    as its count is unknown."""
+    groups: dict[tuple, dict[int, Example]] = {}
+    for example in examples:
+        key = occurrence_group(example)
+        if key is not None:
+            groups.setdefault(key, {})[int(example.prompt["occurrence"])] = example
+    return {key: [members[number] for number in sorted(members)] for key, members in groups.items()
+            if sorted(members) == list(range(1, len(members) + 1))}
+
+
 class EveryOccurrence:
     """A k-th occurrence question's training events when its track marks every occurrence of its word,
     event or speaker onset in the clip (``HeadConfig.occurrences == "every"``): ``targets(example)``
@@ -155,19 +168,11 @@ class EveryOccurrence:
     """
 
     def __init__(self, examples: Sequence[Example]):
-        groups: dict[tuple, list[Example]] = {}
-        for example in examples:
-            key = occurrence_group(example)
-            if key is not None:
-                groups.setdefault(key, []).append(example)
         self.events: dict[tuple, tuple[tuple[float, ...], tuple[float, ...] | None]] = {}
-        for key, members in groups.items():
-            members = sorted({int(member.prompt["occurrence"]): member for member in members}.items())
-            if [number for number, _ in members] != list(range(1, len(members) + 1)):
-                continue
-            times = tuple(member.times[0] for _, member in members)
-            ends = (None if any(member.ends is None for _, member in members)
-                    else tuple(member.ends[0] for _, member in members))
+        for key, members in complete_occurrence_groups(examples).items():
+            times = tuple(member.times[0] for member in members)
+            ends = (None if any(member.ends is None for member in members)
+                    else tuple(member.ends[0] for member in members))
             self.events[key] = (times, ends)
 
     def __call__(self, example: Example) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
@@ -186,23 +191,14 @@ class AbsentOccurrences:
     def __init__(self, examples: Sequence[Example], share: float, fallback: Callable | None = None):
         if not 0 < share <= 1:
             raise InputError(f"the share of groups asked past their count must be in (0, 1], got {share}")
-        groups: dict[tuple, list[Example]] = {}
-        for example in examples:
-            key = occurrence_group(example)
-            if key is not None:
-                groups.setdefault(key, []).append(example)
         self.fallback = fallback
         self.absent: list[Example] = []
-        for key, members in groups.items():
-            numbers = sorted({int(member.prompt["occurrence"]) for member in members})
-            if numbers != list(range(1, len(numbers) + 1)):
-                continue
+        for key, members in complete_occurrence_groups(examples).items():
             draw = int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:4], "little") / 2 ** 32
-            if draw >= share:
-                continue
-            last = max(members, key=lambda member: int(member.prompt["occurrence"]))
-            self.absent.append(replace(last, id=f"{last.id}/absent", prompt={**last.prompt,
-                                                                             "occurrence": len(numbers) + 1}))
+            if draw < share:
+                last = members[-1]
+                self.absent.append(replace(last, id=f"{last.id}/absent",
+                                           prompt={**last.prompt, "occurrence": len(members) + 1}))
         self._ids = {example.id for example in self.absent}
 
     def __call__(self, example: Example) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
