@@ -14,6 +14,13 @@ MAX_RATE = 384_000
 # Float audio is full scale at 1.0; a little headroom above it is normal, samples at 64 and beyond mean
 # integer PCM stored as floats (e.g. int16 values), and would be read as deafening noise.
 MAX_FLOAT_PEAK = 64.0
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
+
+
+def holds_sound(samples: np.ndarray) -> bool:
+    """Whether ``samples`` rise above silence (``SILENCE_PEAK``) and are more than a constant (DC) offset."""
+    return bool(samples.size) and float(np.abs(samples).max()) >= SILENCE_PEAK \
+        and float(samples.max() - samples.min()) >= 2 * SILENCE_PEAK
 
 
 def to_model_rate(samples: np.ndarray, rate: int, source: str = "audio") -> np.ndarray:

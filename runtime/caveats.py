@@ -66,6 +66,17 @@ def occurrence_not_found(task: str, name: str | None, occurrence: int, found: di
             "there; the time given is only a guess")
 
 
+def no_later_occurrence(thing: str, occurrence: int, after: float, peak_log_intensity: float,
+                        threshold: float | None) -> str | None:
+    """A chained k-th occurrence (runtime/chain.py): the link for ``occurrence``, asked of the audio from
+    ``after`` seconds on, peaks below ``threshold``."""
+    if threshold is None or peak_log_intensity >= threshold:
+        return None
+    return (f"the {ordinal(occurrence)} occurrence of {thing} is probably not in the audio: after {after:.2f} s the "
+            f"model's peak score for a further one ({peak_log_intensity:.1f}) is below what 95% of answers that exist "
+            f"reach ({threshold:.1f}); the time given is only a guess")
+
+
 def probably_absent(thing: str, peak_log_intensity: float, threshold: float | None) -> str | None:
     if threshold is None or peak_log_intensity >= threshold:
         return None

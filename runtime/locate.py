@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from framestamp.runtime.artifact import SHIPPED, SHIPPED_ARTIFACT, artifact_folder  # noqa: F401 (imported from here)
+from framestamp.runtime.chain import CHAIN_SECONDS
 from framestamp.runtime.decoding import DECODINGS, TRANSCRIPT_BY
 from framestamp.runtime.formats import FORMATS
 from framestamp.runtime.pacing import WEIGHT as PACE
@@ -55,6 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="answer audio longer than this a window at a time, the windows' answers stitched over the "
                              "whole recording (default 20, measured best for the shipped model; 0: one pass over all of it)")
     parser.add_argument("--overlap", type=float, metavar="SECONDS", help="seconds shared by neighbouring windows (default 4)")
+    parser.add_argument("--chain-after", type=float, default=CHAIN_SECONDS, metavar="SECONDS",
+                        help="a k-th --occurrence of a --word or --event whose joint answers pass this time is found from "
+                             "there on as a chain of first occurrences, each asked of the audio after the previous one "
+                             "(a pass per link; default %(default)g, where the shipped model stops counting well; 0: never)")
     parser.add_argument("--merge", type=float, metavar="RATIO",
                         help="merge this share of the audio tokens (0-1) away before the decoder: a faster pass, less "
                              "accurate (training-free; see the README's merging section)")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         windows["overlap_seconds"] = args.overlap
     locator = Locator(args.artifact, backend=args.backend, providers=tuple(args.providers.split(",")),
                       precision=args.precision, decoding=args.decoding, merge=args.merge, merge_kind=args.merge_kind,
-                      transcript_by=args.transcript_by, pace=args.pace, **windows)
+                      transcript_by=args.transcript_by, pace=args.pace, chain_seconds=args.chain_after or None, **windows)
     options = {"with_intensity": args.plot is not None}
     occurrence = args.occurrence or 1
     if args.word is not None:

@@ -21,7 +21,9 @@ import numpy as np
 from framestamp.runtime import caveats
 from framestamp.runtime.artifact import (MANIFEST, SHIPPED, TOKENIZER, ArtifactError, GraphSessions, artifact_folder,
                                          folder_version, read_manifest)
-from framestamp.runtime.audio import MAX_RATE, MIN_RATE, load_audio, to_model_rate
+from framestamp.runtime.audio import MAX_RATE, MIN_RATE, SILENCE_PEAK, load_audio, to_model_rate
+from framestamp.runtime.chain import (CHAIN_SECONDS, CHAINED_TASKS, chain_occurrences, check_chain_seconds, joint_occurrences,
+                                     link_audio)
 from framestamp.runtime.decoding import (OCCURRENCES, after_earlier, align_word_tracks, aligned_confidence, check_decoding,
                                         check_pace, check_transcript_by, decode_events, ended_tasks, event_confidence,
                                         every_occurrence, heard_occurrences, interval_ends_for, kth_of_every,
@@ -36,7 +38,6 @@ from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD
                                         transcript_word_questions)
 from framestamp.runtime.windows import SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows
 
-SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds nothing to time
 DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
 AUDIO_FRAMES_PER_SECOND = 25
 ATTENTION_COPIES = 6  # see attention_bytes
@@ -125,6 +126,10 @@ class Locator:
     merging.py; ``merge_kind`` "local" or the "global" control): a faster decoder pass, less accurate.
     Audio longer than ``window_seconds`` is answered a window at a time, ``overlap_seconds`` shared by
     neighbours, the answers stitched over the whole recording (runtime/windows.py); None: one pass.
+    A k-th occurrence of a word or event whose joint answers (in one pass, or over the first window of a
+    longer recording) pass ``chain_seconds`` is found from there on as a chain of first occurrences, each
+    after the previous one's end, a window at a time (runtime/chain.py; None or 0: the joint answer
+    always; not with ``merge``, whose point is fewer decoder steps).
     """
 
     def __init__(self, artifact: str | Path = SHIPPED, backend: str = "onnxruntime", providers: Sequence[str] = ("CPUExecutionProvider",),
@@ -132,8 +137,10 @@ class Locator:
                  max_seconds: float | None = None, max_prompt_tokens: int | None = None, verify: bool = True,
                  decoding: str = "ordered", count_check: bool = True,
                  merge: float | None = None, merge_kind: str = "local", transcript_by: str = "words",
-                 pace: float = PACE, window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS):
+                 pace: float = PACE, window_seconds: float | None = DEFAULT_WINDOW_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+                 chain_seconds: float | None = CHAIN_SECONDS):
         self.decoding = check_decoding(decoding)
+        self.chain_seconds = check_chain_seconds(chain_seconds)
         self.transcript_by = check_transcript_by(transcript_by)
         self.pace = check_pace(pace)
         _check_options(backend, providers, threads, precision, batch_size, max_seconds, max_prompt_tokens)
@@ -264,7 +271,7 @@ class Locator:
         if long:
             short = [i for i in range(len(queries)) if i not in long]
             answers = dict(zip(short, self.run([queries[i] for i in short]) if short else []))
-            answers.update({index: self._windowed(queries[index], stream) for index, stream in long.items()})
+            answers.update({index: self._long_answer(queries[index], stream) for index, stream in long.items()})
             return [answers[index] for index in range(len(queries))]
         asked = [self._prepare(query) for query in queries]
         words = [self._transcript_words(one) for one in asked]  # a transcript's word questions, or none
@@ -294,6 +301,10 @@ class Locator:
             position += len(group)
             complete = group and len(group) == one.occurrence - 1  # all of 1..k-1 were asked: decode the k-th with them
             answer, peak = self._answer(one, scores[index], earlier_rows if complete else ())
+            if complete and self._chains(one):
+                chained = self._chained(one, [*earlier_rows, scores[index]], answer)
+                if chained is not answer:  # the chain's own warning says when the k-th is probably not there
+                    answer, before = chained, {}
             alone = self._decode(one, scores[index])[0] if group else answer.times[0]
             results.append(self._with_warnings(one, answer, peak, before, alone))
         return results
@@ -318,6 +329,32 @@ class Locator:
         else:
             return None
         return stream if stream.seconds > self.window_seconds else None
+
+    def _long_answer(self, query: Query, stream: AudioStream) -> Timestamps:
+        """One question over a recording longer than a window: a k-th occurrence of a word or event decoded
+        jointly over the first window and, once that passes ``chain_seconds``, chained over the whole
+        recording (``_chained``); otherwise (and where no chain is needed) answered window by window."""
+        fields = query.fields if isinstance(query.fields, dict) else {}
+        occurrence = fields.get("occurrence")
+        if (self.chain_seconds is None or query.task not in CHAINED_TASKS or self.decoding != "ordered" or self.merge
+                or self.occurrences == "every" or query.count != 1 or isinstance(occurrence, bool)
+                or not isinstance(occurrence, int) or not 2 <= occurrence <= MAX_COUNT_CHECK + 1):
+            return self._windowed(query, stream)
+        stream.check(SILENCE_PEAK)
+        samples = stream.read(0, stream.samples)  # the links hear the rest of the recording: read it once
+        rate = self.settings.sample_rate
+        try:
+            one = self._prepare(replace(query, audio=samples[:int(round(self.window_seconds * rate))], rate=rate))
+        except InputError:  # e.g. a silent first window: the windows answer, or say what is wrong
+            return self._windowed(query, stream)
+        group = self._earlier_occurrences(one)
+        rows = self._forward([*group, one])
+        answer, peak = self._answer(one, rows[-1], rows[:-1])
+        chained = self._chained(one, rows, answer, samples, stream.frames)
+        if chained is answer:  # every joint answer stands: the windows answer as they always do
+            return self._windowed(query, stream)
+        # The chain's own warning says when the k-th is probably not there, not the first window's tracks.
+        return replace(self._with_warnings(one, chained, peak, {}), duration=stream.seconds)
 
     def _windowed(self, query: Query, stream: AudioStream) -> Timestamps:
         """One question over a recording longer than a window (runtime/windows.py says how each keeps its meaning)."""
@@ -698,6 +735,69 @@ class Locator:
             one.query.task, one.fields.get("word") or one.fields.get("event"), k,
             {number + 1: float(time) for number, time in enumerate(heard[:count])})
         return heard[k - 1:k], confidence, fewer
+
+    def _chains(self, one: "_Asked") -> bool:
+        """Whether ``one`` (a k-th occurrence asked with 1..k-1) may be answered by a chain of first occurrences."""
+        return (self.chain_seconds is not None and one.query.task in CHAINED_TASKS and self.decoding == "ordered"
+                and not self.merge and not self._counts_every(one) and one.seconds > self.chain_seconds)
+
+    def _chained(self, one: "_Asked", rows: list[np.ndarray], answer: Timestamps, samples: np.ndarray | None = None,
+                 frames: int | None = None) -> Timestamps:
+        """``answer`` (the joint one) unless occurrences 1..k's joint answers (``rows``: their head scores)
+        pass ``chain_seconds``: then the k-th found as a chain of first occurrences from there on
+        (runtime/chain.py), its time, end, confidence and track those of the chain's last link. The links
+        hear ``samples`` (``frames`` frames; default: ``one``'s own audio)."""
+        joint = joint_occurrences(rows, one.query.task, self.objective, self.channels, self.frame_seconds)
+        samples = self._samples(one.query) if samples is None else samples
+        frames = one.frames if frames is None else frames
+        rate = self.settings.sample_rate
+        first = {**one.query.fields, "occurrence": 1}
+
+        heard_from = self.absent_below.get(one.query.task)
+        piece = int(round(self.window_seconds * rate)) if self.window_seconds else len(samples)
+        step = max(piece - int(round(self.overlap_seconds * rate)), 1)
+
+        def ask_first(offset: float):
+            """The first occurrence from ``offset`` on: a window at a time (one pass each), the first window
+            whose track peaks where answers that exist do (``absent_below``); none such: the first window's."""
+            part = link_audio(samples, offset, rate)
+            if part is None:
+                return None
+            found = None
+            for start in range(0, len(part), step):
+                heard = link_audio(part[start:start + piece], 0.0, rate)
+                if heard is None:
+                    continue
+                link = self.run([Query(heard, one.query.task, first, rate=rate, with_intensity=True)])[0]
+                at = offset + start / rate
+                answered = (link.times[0] + at, link.ends[0] + at if link.ends else None, (at, link, offset))
+                found = found or answered
+                if heard_from is None or float(np.max(link.log_intensity)) >= heard_from:
+                    return answered
+                if start + piece >= len(part):
+                    break
+            return found
+
+        index, links = chain_occurrences(joint, ask_first, self.chain_seconds)
+        if index is None:
+            return answer
+        thing = {"word": f"the word {one.fields.get('word')!r}", "event": f"the {one.fields.get('event')!r} event"}
+        warnings = []
+        for number, (start, _, (_, link, offset)) in enumerate(links, start=index + 1):
+            absent = caveats.no_later_occurrence(thing[one.query.task], number, offset,
+                                                 float(np.max(link.log_intensity)),
+                                                 self.absent_below.get(one.query.task))
+            if absent:
+                warnings.append(absent)
+                break
+        start, end, (offset, link, _) = links[-1]
+        track = None
+        if one.query.with_intensity:  # the last link's track where it heard the audio; its floor before
+            track = np.full(frames, link.log_intensity.min(), np.float32)
+            skip = min(int(round(offset / self.frame_seconds)), frames)
+            track[skip:skip + len(link.log_intensity)] = link.log_intensity[:frames - skip]
+        return replace(answer, times=(start,), ends=() if end is None else (end,), confidence=link.confidence,
+                       log_intensity=track, warnings=tuple(answer.warnings) + tuple(warnings))
 
     def _answer(self, one: "_Asked", rows: np.ndarray, earlier: Sequence[np.ndarray] = ()) -> tuple[Timestamps, float]:
         """``one``'s answer from its head scores (frames, channels), and the peak of its onset track.

@@ -63,6 +63,47 @@ def test_timestamps_equal_pytorchs_on_the_shipped_model(clips, locator):
         assert np.abs(np.asarray(ours.times) - theirs).max() < 1e-3, example.id
 
 
+def test_chained_occurrences_equal_pytorchs_and_the_links_asked_by_hand(clips, locator):
+    """Past chain_seconds a k-th occurrence is a chain of first occurrences (runtime/chain.py): the Locator's
+    answers equal evaluate's (PyTorch) and those of first-occurrence questions asked of the cut audio by hand."""
+    import torch
+
+    from framestamp.runtime.audio import load_audio
+    from framestamp.runtime.chain import link_start
+    from framestamp.runtime.features import FeatureSettings
+    from framestamp.training.batches import AudioCache
+    from framestamp.training.checkpoint import load_checkpoint
+    from framestamp.training.evaluate import answer_examples, trained_words
+
+    folder, examples = clips
+    chosen = [e for e in examples if e.task in ("word", "event") and e.prompt["occurrence"] >= 2]
+    assert {e.task for e in chosen} == {"word", "event"}
+    chained = Locator(ARTIFACT, threads=1, chain_seconds=0.5)  # every k-th past half a second is chained
+    model, description = load_checkpoint(CHECKPOINT)
+    features = AudioCache(folder, FeatureSettings.from_json(description["features"]))
+    with torch.no_grad():
+        expected = answer_examples(model, chosen, features, 4, "poisson", progress=False,
+                                   vocabulary=trained_words(description), chain_seconds=0.5)
+    found = chained.run([query_for(e, folder) for e in chosen])
+    for example, (times, ends), ours in zip(chosen, expected, found):
+        assert np.abs(np.asarray(ours.times) - times).max() < 1e-3, example.id
+        assert np.abs(np.asarray(ours.ends) - ends).max() < 1e-3, example.id
+    moved = 0
+    for example, ours in zip(chosen, found):  # by hand: the 1st as asked, then the first after each one's end
+        samples = load_audio(folder / example.audio)
+        name = example.prompt.get("word") or example.prompt.get("event")
+        ask = locator.word if example.task == "word" else locator.event
+        answer, offset = ask(samples, name, 1, rate=16000), 0.0
+        for _ in range(example.prompt["occurrence"] - 1):
+            offset = link_start(answer.times[0] + offset, answer.ends[0] + offset)
+            answer = ask(samples[int(round(offset * 16000)):], name, 1, rate=16000)
+        assert ours.times[0] == pytest.approx(answer.times[0] + offset, abs=1e-6), example.id
+        assert ours.ends[0] == pytest.approx(answer.ends[0] + offset, abs=1e-6)
+        plain = locator.run([query_for(example, folder)])[0]
+        moved += abs(plain.times[0] - ours.times[0]) > 0.04
+    assert moved  # chaining changed some answers: the comparison above is not of the joint answers again
+
+
 def test_each_method_asks_the_training_question_with_the_same_ids(clips, locator):
     from framestamp.training.tokenizer import load_tokenizer
 
@@ -201,7 +242,7 @@ def test_word_and_transcript_ends_equal_pytorchs_and_close_each_interval(clips, 
     from framestamp.runtime.features import FeatureSettings
     from framestamp.training.batches import AudioCache, collate
     from framestamp.training.checkpoint import load_checkpoint
-    from framestamp.training.evaluate import earlier_occurrence_tracks, predict_intervals
+    from framestamp.training.evaluate import earlier_occurrence_rows, predict_intervals
 
     folder, examples = clips
     assert {"word", "transcript"} <= set(locator.ended_tasks), "the shipped model answers intervals"
@@ -213,8 +254,9 @@ def test_word_and_transcript_ends_equal_pytorchs_and_close_each_interval(clips, 
     batch = collate(chosen, features, model.prompt_ids, model.pad_id)
     with torch.no_grad():
         # As the runtime answers a k-th occurrence: jointly with occurrences 1..k-1 asked of the same clip.
-        earlier = earlier_occurrence_tracks(model.eval(), chosen, features, 8, "cpu")
-        _, expected = predict_intervals(model, batch, "poisson", earlier=[earlier.get(id(e), []) for e in chosen])
+        earlier = earlier_occurrence_rows(model.eval(), chosen, features, 8, "cpu")
+        _, expected = predict_intervals(model, batch, "poisson",
+                                        earlier=[[rows[:, 0] for rows in earlier.get(id(e), [])] for e in chosen])
     for example, theirs, ours in zip(chosen, expected, locator.run([query_for(e, folder) for e in chosen])):
         if example.task not in locator.ended_tasks:
             assert ours.ends == () and theirs is None  # no ends where no channel was trained for them

@@ -21,11 +21,13 @@ from framestamp.runtime import InputError, Locator, Query
 from framestamp.runtime.audio import load_audio
 from framestamp.runtime.features import log_mel
 from framestamp.runtime.frames import audio_frames_for_mel
+from framestamp.runtime.prompts import ordinal
 from framestamp.runtime.windows import AudioStream, plan_windows
 
 ARTIFACT = Path(framestamp.__file__).parent / "models" / "omni-tiny-synth-onnx"
 RATE = 16_000
 FRAME = 640  # samples per 40 ms frame
+BURST_FRAMES = 5  # a burst lasts 0.2 s
 TONES = {"dog": 500.0, "cat": 1200.0, "sun": 2500.0, "the": 3600.0}  # a word is a tone burst of its own pitch
 
 
@@ -63,7 +65,9 @@ class ListeningGraphs:
             if asked:
                 k, word = int(asked.group(1)), asked.group(2)
                 mine = [f for f in onsets if abs(heard[f, 1] - self.bins[word]) <= 2]
-                peaks = [mine[min(k, len(mine)) - 1]] if mine else [0]
+                peaks = [mine[min(k, len(mine)) - 1]] if mine else []  # none heard: no peak anywhere
+                if peaks and self.channels > 2:  # onset, inside, end: the burst's end, as a chained occurrence reads it
+                    scores[row, min(peaks[0] + BURST_FRAMES, len(heard) - 1), 2] = 10.0
             else:
                 words = re.search(r"Transcript:\n(.*)\nBased", text).group(1).split()
                 peaks = list(onsets[: len(words)])
@@ -74,9 +78,10 @@ class ListeningGraphs:
         return scores
 
 
-def listening(window_seconds, overlap_seconds=4.0, transcript_by="words"):
+def listening(window_seconds, overlap_seconds=4.0, transcript_by="words", chain_seconds=None):
+    """A Locator on the perfect listener; by default without the chain, so that the windows do the counting."""
     locator = Locator(ARTIFACT, threads=1, window_seconds=window_seconds, overlap_seconds=overlap_seconds,
-                      transcript_by=transcript_by)
+                      transcript_by=transcript_by, chain_seconds=chain_seconds)
     locator.graphs = ListeningGraphs(locator.tokenizer, len(locator.manifest["channels"]))
     locator.absent_below, locator.vocabulary = {}, None  # the shipped model's thresholds do not fit this one
     return locator
@@ -85,7 +90,7 @@ def listening(window_seconds, overlap_seconds=4.0, transcript_by="words"):
 def bursts_recording(onsets_and_words, seconds):
     samples = np.zeros(int(seconds * RATE), np.float32)
     for frame, word in onsets_and_words:
-        t = np.arange(int(0.2 * RATE)) / RATE
+        t = np.arange(BURST_FRAMES * FRAME) / RATE
         samples[frame * FRAME: frame * FRAME + t.size] = 0.5 * np.sin(2 * np.pi * TONES[word] * t)
     return samples
 
@@ -112,6 +117,33 @@ def test_the_kth_occurrence_counts_from_the_recordings_start_across_window_bound
             assert found.warnings == ()
         too_many = windowed.word(audio, word, len(starts) + 1, rate=RATE)
         assert any(f"found {len(starts)} '{word}' occurrence(s)" in w for w in too_many.warnings)
+
+
+def test_a_chained_kth_occurrence_counts_from_the_recordings_start_in_windows_and_in_one_pass():
+    """Past chain_seconds a k-th occurrence is a chain of first occurrences, each asked of the audio after the
+    previous one's end (runtime/chain.py), over a recording longer than a window as in one pass; asked one
+    past the last, it warns that the k-th is probably not there."""
+    seconds = 46.0
+    # Bursts 7 frames apart on a window edge, and gaps longer than a window (a link then walks windows).
+    edges = [37, 140, 290, 297, 470, 610, 760, 1100, 1130, 1140]
+    words = ["dog", "cat", "cat", "dog", "dog", "cat", "dog", "dog", "cat", "sun"]  # sun: no word asked, last
+    audio = bursts_recording(list(zip(edges, words)), seconds)
+    for locator in (listening(12.0, chain_seconds=8.0), listening(20.0, chain_seconds=8.0), listening(None, chain_seconds=8.0)):
+        locator.absent_below, locator.max_trained_seconds = {"word": 5.0}, None
+        for word in ("dog", "cat"):
+            starts = [f * 0.04 + 0.02 for f, w in zip(edges, words) if w == word]
+            assert len(starts) >= 3 and starts[-1] > 8.0
+            for k in range(1, len(starts) + 1):
+                found = locator.word(audio, word, k, rate=RATE)
+                assert found.times == pytest.approx([starts[k - 1]]), (locator.window_seconds, word, k)
+                assert found.warnings == () and found.duration == pytest.approx(seconds)
+            # One past the last: the chain's last link hears no further burst of it (a sun burst follows) and says
+            # so; where only silence is left no link is asked, and the joint answer or the windows say it instead.
+            too_many = locator.word(audio, word, len(starts) + 1, rate=RATE)
+            ask = ordinal(len(starts) + 1)
+            assert any(f"{ask} occurrence of the word '{word}' is probably not in the audio" in w
+                       or f"found {len(starts)} '{word}' occurrence(s)" in w or f"may hold fewer than {len(starts) + 1}" in w
+                       for w in too_many.warnings), too_many.warnings
 
 
 class SlopedListening(ListeningGraphs):
@@ -223,7 +255,7 @@ def speech(tmp_path_factory):
 
 def test_one_window_answers_as_one_pass_of_the_shipped_model(speech):
     folder, examples = speech
-    locator = Locator(ARTIFACT, threads=1, window_seconds=None)
+    locator = Locator(ARTIFACT, threads=1, window_seconds=None, chain_seconds=None)  # the windows' own path
     transcript = next(e for e in examples if e.task == "transcript")
     audio = str(folder / transcript.audio)
     questions = [Query(audio, "transcript", dict(transcript.prompt), with_intensity=True)]

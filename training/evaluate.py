@@ -27,6 +27,8 @@ import torch
 from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, after_earlier, align_word_tracks, check_decoding,
                                         check_transcript_by, decode_events, ended_tasks, interval_ends_for,
                                         kth_of_every, transcript_rows)
+from framestamp.runtime.audio import load_audio
+from framestamp.runtime.chain import CHAIN_SECONDS, CHAINED_TASKS, chain_occurrences, joint_occurrences, link_audio
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -214,11 +216,12 @@ def _occurrence_order(key: str) -> tuple[str, int]:
 
 def evaluate(model, examples, features, batch_size: int = 8, method: str | None = None,
              device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-             merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE) -> Evaluation:
+             merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE,
+             chain_seconds: float | None = CHAIN_SECONDS) -> Evaluation:
     """Score ``model`` on ``examples`` (features: an AudioCache) task by task, answered as ``answer_examples`` answers them."""
     method = method or default_method(model.head_config.objective)
     answers = answer_examples(model, examples, features, batch_size, method, device, progress, decoding, merging,
-                              transcript_by, vocabulary, pace)
+                              transcript_by, vocabulary, pace, chain_seconds)
     predicted, reference, malformed = defaultdict(list), defaultdict(list), defaultdict(int)
     predicted_spans, reference_spans = defaultdict(list), defaultdict(list)  # (start, end) where both have ends
     by_occurrence = defaultdict(lambda: ([], []))  # "speaker #2" -> (predicted, reference)
@@ -251,14 +254,17 @@ def evaluate(model, examples, features, batch_size: int = 8, method: str | None 
 
 def answer_examples(model, examples, features, batch_size: int = 8, method: str | None = None,
                     device: str | torch.device = "cpu", progress: bool = True, decoding: str = "ordered",
-                    merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE) -> list[tuple]:
+                    merging=None, transcript_by: str = "words", vocabulary=None, pace: float = PACE,
+                    chain_seconds: float | None = CHAIN_SECONDS) -> list[tuple]:
     """(times, ends) for each of ``examples`` (features: an AudioCache), in their order, as the runtime
     answers: frame heads decode with ``decoding`` (one of DECODINGS), a k-th occurrence jointly with
     occurrences 1..k-1, and transcripts ``transcript_by`` (one of TRANSCRIPT_BY), a word outside
     ``vocabulary`` (the words the model was trained on; None: all) on the mean of its own and the
     transcript question's tracks,
     the words' lengths pacing them at weight ``pace`` (0: not paced). ``merging`` (a ``Merging``) merges audio tokens before the decoder. Times are None for a malformed
-    generated answer."""
+    generated answer. Without merging, a k-th occurrence of a word or event whose joint answers pass
+    ``chain_seconds`` is found from there on as a chain of first occurrences, as the runtime finds it
+    (``chained_answers``; None: never)."""
     from tqdm import tqdm
 
     from framestamp.training.batches import collate
@@ -274,7 +280,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     ordered = sorted(examples, key=lambda example: example.duration)  # similar lengths batch well
     frames_read = method != "tokens" and (merging is None or merging.head == "frames")  # a track per 40 ms frame
     joint = frames_read and decoding == "ordered" and not every_occurrence_head(model)  # "every": one track holds all
-    earlier = earlier_occurrence_tracks(model, ordered, features, batch_size, device, merging, progress) if joint else {}
+    earlier = earlier_occurrence_rows(model, ordered, features, batch_size, device, merging, progress) if joint else {}
     by_words = frames_read and transcript_by == "words"
     words = (transcript_word_rows(model, ordered, features, batch_size, device, merging, progress, vocabulary)
              if by_words else {})
@@ -291,12 +297,53 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
         chunk = ordered[start:start + batch_size]
         batch = collate(chunk, features, model.prompt_ids, model.pad_id,
                         audio_tokens=None if merging is None else merging.tokens, share_clips=True).to(device)
-        earlier_rows = [earlier.get(id(example), []) for example in chunk]
+        earlier_rows = [[rows[:, 0] for rows in earlier.get(id(example), [])] for example in chunk]
         word_rows = [words.get(id(example)) for example in chunk]
         for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
                                                                   earlier_rows, word_rows, pace)):
             answers[id(example)] = (times, ends)
+    if joint and merging is None and chain_seconds is not None:
+        answers.update(chained_answers(model, ordered, earlier, features, batch_size, method, device, chain_seconds,
+                                       progress))
     return [answers[id(example)] for example in examples]
+
+
+def chained_answers(model, examples, earlier, features, batch_size: int, method: str, device,
+                    chain_seconds: float, progress: bool = False) -> dict[int, tuple]:
+    """id(example) -> (times, ends) for each k-th occurrence question of a word or event in ``examples`` whose
+    joint answers (its own and ``earlier``'s rows of occurrences 1..k-1) pass ``chain_seconds``: found from
+    there on as a chain of first occurrences (runtime/chain.py), each link asked of the clip's audio after
+    the previous one's end, one pass per link, as the runtime's Locator does it. The rest keep their answers."""
+    from framestamp.runtime.features import log_mel
+
+    candidates = [example for example in examples
+                  if example.task in CHAINED_TASKS and (asked_occurrence(example) or 0) >= 2
+                  and example.duration > chain_seconds and len(earlier.get(id(example), [])) == asked_occurrence(example) - 1]
+    own = question_rows(model, candidates, features, batch_size, device, progress=progress, desc="chain: own rows")
+    channels = list(model.head_config.channels)
+    chained = {}
+    for example, rows in zip(candidates, own):
+        joint = joint_occurrences([*earlier[id(example)], rows], example.task, method, channels, FRAME_SECONDS)
+        audio = None
+        first = replace(example, prompt={**example.prompt, "occurrence": 1}, times=(0.0,), ends=None)
+
+        def ask_first(offset: float):
+            nonlocal audio
+            audio = load_audio(features.audio_path(example)) if audio is None else audio
+            part = link_audio(audio, offset, features.settings.sample_rate)
+            if part is None:
+                return None
+            mel = log_mel(part, features.settings)
+            link = question_rows(model, [first], lambda _: mel, 1, device)[0]
+            start = decode_events(link[:, 0], 1, method, "ordered", FRAME_SECONDS)
+            ends = interval_ends_for(example.task, link, channels, start, FRAME_SECONDS)
+            return float(start[0]) + offset, None if ends is None else float(ends[0]) + offset, None
+
+        index, links = chain_occurrences(joint, ask_first, chain_seconds)
+        if index is not None:
+            start, end, _ = links[-1]
+            chained[id(example)] = (np.array([start]), None if end is None else np.array([end]))
+    return chained
 
 
 @torch.no_grad()
@@ -329,18 +376,18 @@ def asked_occurrence(example) -> int | None:
     return int(example.prompt["occurrence"]) if example.task in OCCURRENCE_TASKS else None
 
 
-def earlier_occurrence_tracks(model, examples, features, batch_size: int, device, merging=None,
-                              progress: bool = False) -> dict[int, list[np.ndarray]]:
-    """id(example) -> the onset tracks (per 40 ms frame) of occurrences 1..k-1 of each k-th occurrence
-    question (k >= 2) in ``examples``, each asked of the same clip: what ordered decoding decodes the
-    k-th with, as the runtime's count check asks them."""
+def earlier_occurrence_rows(model, examples, features, batch_size: int, device, merging=None,
+                            progress: bool = False) -> dict[int, list[np.ndarray]]:
+    """id(example) -> the head scores (frames, channels; per 40 ms frame) of occurrences 1..k-1 of each k-th
+    occurrence question (k >= 2) in ``examples``, each asked of the same clip: what ordered decoding decodes
+    the k-th with (their onset tracks), as the runtime's count check asks them."""
     asked = [(example, number) for example in examples if example.task in OCCURRENCE_TASKS
              for number in range(1, int(example.prompt.get("occurrence", 1)))]
     questions = [replace(example, prompt={**example.prompt, "occurrence": number}) for example, number in asked]
     tracks = defaultdict(dict)
     for (example, number), rows in zip(asked, question_rows(model, questions, features, batch_size, device, merging,
                                                             progress, "earlier occurrences")):
-        tracks[id(example)][number] = rows[:, 0]
+        tracks[id(example)][number] = rows
     return {key: [found[number] for number in sorted(found)] for key, found in tracks.items()}
 
 
@@ -391,6 +438,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "or its index ('compact')")
     parser.add_argument("--merge-head", choices=HEAD_PLACES, default=DEFAULT_HEAD_PLACES,
                         help="the head reads every 40 ms frame (default) or each merged segment once")
+    parser.add_argument("--chain-after", type=float, default=CHAIN_SECONDS, metavar="SECONDS",
+                        help="a k-th occurrence of a word or event whose joint answers pass this time is found from there "
+                             "on as a chain of first occurrences, as the runtime finds it (default %(default)g; 0: never)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="score at most N examples, spread evenly over tasks")
     parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
@@ -433,7 +483,7 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
                       decoding=args.decoding, merging=merging, transcript_by=args.transcript_by,
-                      vocabulary=trained_words(description), pace=args.pace)
+                      vocabulary=trained_words(description), pace=args.pace, chain_seconds=args.chain_after or None)
     text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
     print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0
