@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from framestamp.runtime.artifact import SHIPPED_ARTIFACT
+from framestamp.runtime.chain import CHAIN_SECONDS
 from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
 from framestamp.runtime.pacing import WEIGHT as PACE
 
@@ -48,36 +49,50 @@ def parse_window(text: str) -> tuple[float | None, float]:
 
 
 # ------------------------------------------------------------------------------------------ accuracy
-def accuracy(manifest: Path, artifact: Path, windows: list[str], every: int, threads: int) -> list[dict]:
+def accuracy(manifest: Path, artifact: Path, windows: list[str], every: int, threads: int,
+             chains: list[float] = (CHAIN_SECONDS,), tasks: tuple[str, ...] = ("word", "transcript")) -> list[dict]:
     from framestamp.data.manifest import read_manifest
     from framestamp.runtime.locator import Locator, Query
 
     examples = read_manifest(manifest)
-    chosen = [e for e in examples if e.task == "transcript"] + [e for e in examples if e.task == "word"][::every]
+    chosen = ([e for e in examples if e.task == "transcript"] if "transcript" in tasks else []) + \
+        ([e for e in examples if e.task == "word"][::every] if "word" in tasks else [])
     rows = []
     for text in windows:
         window, overlap = parse_window(text)
-        locator = Locator(artifact, threads=threads, window_seconds=window, overlap_seconds=overlap)
-        hits = {"word": [], "transcript": []}
-        start = time.perf_counter()
-        for example in chosen:
-            query = Query(str(manifest.parent / example.audio), example.task, dict(example.prompt), count=len(example.times))
-            (answer,) = locator.run([query])
-            hits[example.task] += list(np.abs(np.asarray(answer.times) - np.asarray(example.times)) <= 0.04)
-        rows.append({"window": text, "seconds": time.perf_counter() - start,
-                     **{f"{task}_acc40": float(np.mean(found)) for task, found in hits.items()},
-                     **{f"{task}_events": len(found) for task, found in hits.items()}})
-        print(json.dumps(rows[-1]), flush=True)
+        for chain in chains:
+            locator = Locator(artifact, threads=threads, window_seconds=window, overlap_seconds=overlap,
+                              chain_seconds=chain or None)
+            hits = {task: [] for task in ("word", "word k>=2", "transcript")}
+            start = time.perf_counter()
+            for example in chosen:
+                query = Query(str(manifest.parent / example.audio), example.task, dict(example.prompt),
+                              count=len(example.times))
+                (answer,) = locator.run([query])
+                right = list(np.abs(np.asarray(answer.times) - np.asarray(example.times)) <= 0.04)
+                hits[example.task] += right
+                if example.task == "word" and example.prompt["occurrence"] >= 2:
+                    hits["word k>=2"] += right
+            rows.append({"window": text, "chain_after": chain, "seconds": time.perf_counter() - start,
+                         **{f"{task}_acc40": float(np.mean(found)) if found else None for task, found in hits.items()},
+                         **{f"{task}_events": len(found) for task, found in hits.items()}})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def accuracy_markdown(rows: list[dict], command: str, manifest: Path) -> str:
+    def cell(row, task):
+        return "-" if row.get(f"{task}_acc40") is None else f"{row[f'{task}_acc40']:.1%}"
+
     lines = [f"# Windowed vs one pass on {manifest}", "", f"`{command}`", "",
-             "acc@40ms (ordered decoding); word: k-th occurrence questions, transcript: every word's start.", "",
-             "| window / overlap (s) | word acc@40 | transcript acc@40 | word events | transcript events | seconds |",
-             "|---|---|---|---|---|---|"]
+             "acc@40ms (ordered decoding); word: k-th occurrence questions, transcript: every word's start; "
+             "chain after: a k-th occurrence chained past that many seconds (0: never; runtime/chain.py).", "",
+             "| window / overlap (s) | chain after (s) | word acc@40 | word k>=2 acc@40 | transcript acc@40 | word events | "
+             "word k>=2 events | transcript events | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        lines.append(f"| {row['window']} | {row['word_acc40']:.1%} | {row['transcript_acc40']:.1%} | {row['word_events']} | "
+        lines.append(f"| {row['window']} | {row.get('chain_after', 0):g} | {cell(row, 'word')} | {cell(row, 'word k>=2')} | "
+                     f"{cell(row, 'transcript')} | {row['word_events']} | {row.get('word k>=2_events', '-')} | "
                      f"{row['transcript_events']} | {row['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -306,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     scored.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT)
     scored.add_argument("--windows", default="none,12/4", help="comma-separated WINDOW/OVERLAP seconds, or none")
     scored.add_argument("--every", type=int, default=1, help="score every N-th word question (all transcripts)")
+    scored.add_argument("--chain-after", default=f"{CHAIN_SECONDS:g}",
+                        help="comma-separated seconds past which a k-th occurrence is chained (0: never), each a row")
+    scored.add_argument("--tasks", default="word,transcript", help="which questions to score: word, transcript or both")
     scored.add_argument("--threads", type=int, default=1)
     scored.add_argument("--out", type=Path)
     joined = modes.add_parser("tiled", help="one transcript over a manifest's clips joined end to end, acc@40ms")
@@ -328,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "framestamp bench long-audio " + " ".join(argv or sys.argv[1:])
     if args.mode == "accuracy":
-        rows = accuracy(args.manifest, args.artifact, args.windows.split(","), args.every, args.threads)
+        rows = accuracy(args.manifest, args.artifact, args.windows.split(","), args.every, args.threads,
+                        [float(c) for c in args.chain_after.split(",")], tuple(args.tasks.split(",")))
         report(args.out, "long-audio-accuracy", command, rows, accuracy_markdown(rows, command, args.manifest))
     elif args.mode == "tiled":
         rows = tiled(args.manifest, args.artifact, args.seconds, args.windows.split(","), args.threads, args.pace)
