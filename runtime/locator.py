@@ -303,8 +303,9 @@ class Locator:
             answer, peak = self._answer(one, scores[index], earlier_rows if complete else ())
             if complete and self._chains(one):
                 chained = self._chained(one, [*earlier_rows, scores[index]], answer)
-                if chained is not answer:  # the chain's own warning says when the k-th is probably not there
-                    answer, before = chained, {}
+                if chained is not answer:  # the chain's own warning says when the k-th is probably not there,
+                    answer, before = chained, {}  # and whether the word is heard at all is the 1st's track's to say
+                    peak = float(earlier_rows[0][:, 0].max())
             alone = self._decode(one, scores[index])[0] if group else answer.times[0]
             results.append(self._with_warnings(one, answer, peak, before, alone))
         return results
@@ -349,12 +350,13 @@ class Locator:
             return self._windowed(query, stream)
         group = self._earlier_occurrences(one)
         rows = self._forward([*group, one])
-        answer, peak = self._answer(one, rows[-1], rows[:-1])
+        answer, _ = self._answer(one, rows[-1], rows[:-1])
         chained = self._chained(one, rows, answer, samples, stream.frames)
         if chained is answer:  # every joint answer stands: the windows answer as they always do
             return self._windowed(query, stream)
-        # The chain's own warning says when the k-th is probably not there, not the first window's tracks.
-        return replace(self._with_warnings(one, chained, peak, {}), duration=stream.seconds)
+        # The chain's own warning says when the k-th is probably not there, not the first window's tracks, and
+        # whether the word is heard at all is the 1st occurrence's track's to say.
+        return replace(self._with_warnings(one, chained, float(rows[0][:, 0].max()), {}), duration=stream.seconds)
 
     def _windowed(self, query: Query, stream: AudioStream) -> Timestamps:
         """One question over a recording longer than a window (runtime/windows.py says how each keeps its meaning)."""

@@ -66,6 +66,7 @@ class ListeningGraphs:
                 k, word = int(asked.group(1)), asked.group(2)
                 mine = [f for f in onsets if abs(heard[f, 1] - self.bins[word]) <= 2]
                 peaks = [mine[min(k, len(mine)) - 1]] if mine else []  # none heard: no peak anywhere
+                height = 10.0 if k <= len(mine) else 2.0  # fewer than k heard: a low peak on the last one
                 if peaks and self.channels > 2:  # onset, inside, end: the burst's end, as a chained occurrence reads it
                     scores[row, min(peaks[0] + BURST_FRAMES, len(heard) - 1), 2] = 10.0
             else:
@@ -74,7 +75,7 @@ class ListeningGraphs:
                 extra = len(words) - len(peaks)
                 after = max(len(heard) - 2 * extra + 1, (peaks[-1] + 2) if peaks else 0)
                 peaks += [min(after + 2 * i, len(heard) - 1) for i in range(extra)]
-            scores[row, peaks, 0] = 10.0
+            scores[row, peaks, 0] = height if asked else 10.0
         return scores
 
 
