@@ -45,7 +45,8 @@ def check_chain_seconds(chain_seconds) -> float | None:
     if chain_seconds is None or (not isinstance(chain_seconds, bool) and chain_seconds == 0):
         return None
     if isinstance(chain_seconds, bool) or not isinstance(chain_seconds, (int, float)) or not chain_seconds > 0:
-        raise InputError(f"chain_seconds must be a number of seconds > 0 (or 0 / None: no chain), got {chain_seconds!r}")
+        raise InputError(f"chain_seconds (--chain-after) must be a number of seconds > 0 (or 0 / None: no chain), "
+                         f"got {chain_seconds!r}")
     return float(chain_seconds)
 
 

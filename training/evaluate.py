@@ -28,7 +28,8 @@ from framestamp.runtime.decoding import (DECODINGS, TRANSCRIPT_BY, after_earlier
                                         check_transcript_by, decode_events, ended_tasks, interval_ends_for,
                                         kth_of_every, transcript_rows)
 from framestamp.runtime.audio import load_audio
-from framestamp.runtime.chain import CHAIN_SECONDS, CHAINED_TASKS, chain_occurrences, joint_occurrences, link_audio
+from framestamp.runtime.chain import (CHAIN_SECONDS, CHAINED_TASKS, chain_occurrences, check_chain_seconds, joint_occurrences,
+                                     link_audio)
 from framestamp.runtime.console import stdout_for_the_answer
 from framestamp.runtime.errors import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
@@ -274,6 +275,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_decoding(decoding)
     check_transcript_by(transcript_by)
+    chain_seconds = check_chain_seconds(chain_seconds)
     if method != "tokens" and not model.head_config.uses_frames:
         raise InputError("this checkpoint has no frame head (objective 'tokens'): evaluate with --method tokens")
     model.eval()
@@ -483,7 +485,7 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
                                                        args.merge_head)
     result = evaluate(model, examples, features, args.batch_size, args.method, args.device, progress=not args.json,
                       decoding=args.decoding, merging=merging, transcript_by=args.transcript_by,
-                      vocabulary=trained_words(description), pace=args.pace, chain_seconds=args.chain_after or None)
+                      vocabulary=trained_words(description), pace=args.pace, chain_seconds=args.chain_after)
     text = result.table() + ("\n\n" + result.occurrence_table() if args.by_occurrence else "")
     print(json.dumps(result.as_dict(), indent=2) if args.json else text, file=answer)
     return 0
