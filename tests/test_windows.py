@@ -390,3 +390,25 @@ def test_tiled_recordings_hold_the_clips_in_order_with_every_words_start(speech,
     needed = int(np.searchsorted(np.cumsum([len(s) for s in sounds]) / RATE, 12.0)) + 1  # whole clips up to 12 s
     assert [row["window"] for row in rows] == ["none", "8/2"]
     assert all(row["words"] == sum(len(e.times) for e in clips[:needed]) and 0 <= row["acc40"] <= 1 for row in rows)
+
+
+def test_bench_accuracy_scores_word_questions_with_and_without_the_chain(speech, tmp_path):
+    """`bench long-audio accuracy --chain-after 0,8 --tasks word`: a row per chain time over every N-th word
+    question, each row's accuracy what a Locator with that chain time answers, asked here one by one."""
+    folder, examples = speech
+    out = tmp_path / "out"
+    assert main(["bench", "long-audio", "accuracy", str(folder / "manifest.jsonl"), "--every", "3", "--windows", "none",
+                 "--chain-after", "0,8", "--tasks", "word", "--out", str(out)]) == 0
+    rows = json.loads((out / "long-audio-accuracy.json").read_text())["rows"]
+    assert [row["chain_after"] for row in rows] == [0.0, 8.0]
+    chosen = [e for e in examples if e.task == "word"][::3]
+    later = [e for e in chosen if e.prompt["occurrence"] >= 2]
+    assert later and all(e.duration > 8 for e in later)  # 8-11 s clips: the chain has something to do
+    for row, chain in zip(rows, (None, 8.0)):
+        locator = Locator(ARTIFACT, threads=1, window_seconds=None, chain_seconds=chain)
+        right = [abs(locator.word(str(folder / e.audio), e.prompt["word"], e.prompt["occurrence"]).times[0] - e.times[0])
+                 <= 0.04 for e in chosen]
+        assert row["word_events"] == len(chosen) and row["transcript_events"] == 0 and row["transcript_acc40"] is None
+        assert row["word_acc40"] == pytest.approx(np.mean(right))
+        assert row["word k>=2_events"] == len(later)
+    assert "| none | 8 |" in (out / "long-audio-accuracy.md").read_text()
