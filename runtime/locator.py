@@ -12,6 +12,7 @@ A Locator is safe to share between threads: sessions are thread-safe and nothing
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -337,21 +338,21 @@ class Locator:
         recording (``_chained``); otherwise (and where no chain is needed) answered window by window."""
         fields = query.fields if isinstance(query.fields, dict) else {}
         occurrence = fields.get("occurrence")
-        if (self.chain_seconds is None or query.task not in CHAINED_TASKS or self.decoding != "ordered" or self.merge
-                or self.occurrences == "every" or query.count != 1 or isinstance(occurrence, bool)
+        if (not self._may_chain(query.task) or query.count != 1 or isinstance(occurrence, bool)
                 or not isinstance(occurrence, int) or not 2 <= occurrence <= MAX_COUNT_CHECK + 1):
             return self._windowed(query, stream)
         stream.check(SILENCE_PEAK)
-        samples = stream.read(0, stream.samples)  # the links hear the rest of the recording: read it once
         rate = self.settings.sample_rate
+        first_window = stream.read(0, min(int(round(self.window_seconds * rate)), stream.samples))
         try:
-            one = self._prepare(replace(query, audio=samples[:int(round(self.window_seconds * rate))], rate=rate))
+            one = self._prepare(replace(query, audio=first_window, rate=rate))
         except InputError:  # e.g. a silent first window: the windows answer, or say what is wrong
             return self._windowed(query, stream)
         group = self._earlier_occurrences(one)
         rows = self._forward([*group, one])
         answer, _ = self._answer(one, rows[-1], rows[:-1])
-        chained = self._chained(one, rows, answer, samples, stream.frames)
+        # The links hear the rest of the recording: read whole, and only if a link is asked.
+        chained = self._chained(one, rows, answer, lambda: stream.read(0, stream.samples), stream.frames)
         if chained is answer:  # every joint answer stands: the windows answer as they always do
             return self._windowed(query, stream)
         # The chain's own warning says when the k-th is probably not there, not the first window's tracks, and
@@ -738,33 +739,37 @@ class Locator:
             {number + 1: float(time) for number, time in enumerate(heard[:count])})
         return heard[k - 1:k], confidence, fewer
 
-    def _chains(self, one: "_Asked") -> bool:
-        """Whether ``one`` (a k-th occurrence asked with 1..k-1) may be answered by a chain of first occurrences."""
-        return (self.chain_seconds is not None and one.query.task in CHAINED_TASKS and self.decoding == "ordered"
-                and not self.merge and not self._counts_every(one) and one.seconds > self.chain_seconds)
+    def _may_chain(self, task: str) -> bool:
+        """Whether a k-th occurrence question of ``task`` may be answered by a chain of first occurrences."""
+        return (self.chain_seconds is not None and task in CHAINED_TASKS and self.decoding == "ordered"
+                and not self.merge and self.occurrences != "every")
 
-    def _chained(self, one: "_Asked", rows: list[np.ndarray], answer: Timestamps, samples: np.ndarray | None = None,
+    def _chains(self, one: "_Asked") -> bool:
+        """Whether ``one`` (a k-th occurrence asked with 1..k-1, in one pass) may be chained: long enough to."""
+        return self._may_chain(one.query.task) and one.seconds > self.chain_seconds
+
+    def _chained(self, one: "_Asked", rows: list[np.ndarray], answer: Timestamps, read=None,
                  frames: int | None = None) -> Timestamps:
         """``answer`` (the joint one) unless occurrences 1..k's joint answers (``rows``: their head scores)
         pass ``chain_seconds``: then the k-th found as a chain of first occurrences from there on
         (runtime/chain.py), its time, end, confidence and track those of the chain's last link. The links
-        hear ``samples`` (``frames`` frames; default: ``one``'s own audio)."""
+        hear what ``read()`` returns, read once when the first link is asked (``frames`` frames; default:
+        ``one``'s own audio)."""
         joint = joint_occurrences(rows, one.query.task, self.objective, self.channels, self.frame_seconds)
-        samples = self._samples(one.query) if samples is None else samples
+        samples = functools.cache(read or (lambda: self._samples(one.query)))
         frames = one.frames if frames is None else frames
         rate = self.settings.sample_rate
         first = {**one.query.fields, "occurrence": 1}
-
         heard_from = self.absent_below.get(one.query.task)
-        piece = int(round(self.window_seconds * rate)) if self.window_seconds else len(samples)
-        step = max(piece - int(round(self.overlap_seconds * rate)), 1)
 
         def ask_first(offset: float):
             """The first occurrence from ``offset`` on: a window at a time (one pass each), the first window
             whose track peaks where answers that exist do (``absent_below``); none such: the first window's."""
-            part = link_audio(samples, offset, rate)
+            part = link_audio(samples(), offset, rate)
             if part is None:
                 return None
+            piece = int(round(self.window_seconds * rate)) if self.window_seconds else len(part)
+            step = max(piece - int(round(self.overlap_seconds * rate)), 1)
             found = None
             for start in range(0, len(part), step):
                 heard = link_audio(part[start:start + piece], 0.0, rate)
@@ -785,18 +790,17 @@ class Locator:
             return answer
         thing = {"word": f"the word {one.fields.get('word')!r}", "event": f"the {one.fields.get('event')!r} event"}
         warnings = []
-        for number, (start, _, (_, link, offset)) in enumerate(links, start=index + 1):
+        for number, (_, _, (_, link, offset)) in enumerate(links, start=index + 1):
             absent = caveats.no_later_occurrence(thing[one.query.task], number, offset,
-                                                 float(np.max(link.log_intensity)),
-                                                 self.absent_below.get(one.query.task))
+                                                 float(np.max(link.log_intensity)), heard_from)
             if absent:
                 warnings.append(absent)
                 break
-        start, end, (offset, link, _) = links[-1]
+        start, end, (at, link, _) = links[-1]
         track = None
         if one.query.with_intensity:  # the last link's track where it heard the audio; its floor before
             track = np.full(frames, link.log_intensity.min(), np.float32)
-            skip = min(int(round(offset / self.frame_seconds)), frames)
+            skip = min(int(round(at / self.frame_seconds)), frames)
             track[skip:skip + len(link.log_intensity)] = link.log_intensity[:frames - skip]
         return replace(answer, times=(start,), ends=() if end is None else (end,), confidence=link.confidence,
                        log_intensity=track, warnings=tuple(answer.warnings) + tuple(warnings))

@@ -114,6 +114,7 @@ class AudioStream:
             self.path, self.rate, self.array = None, int(rate), np.asarray(audio)
             self.source_frames = len(self.array)
         self.samples = int(self.source_frames * SAMPLE_RATE // self.rate)  # at the model's rate
+        self._checked: float | None = None  # the silence peak the whole stream passed check() with
 
     @property
     def seconds(self) -> float:
@@ -124,7 +125,10 @@ class AudioStream:
         return audio_frames_for_mel(self.samples // HOP_LENGTH)
 
     def check(self, silence_peak: float) -> None:
-        """Refuse a file cut short, NaN or out-of-range samples, silence or a bare DC offset, reading block by block."""
+        """Refuse a file cut short, NaN or out-of-range samples, silence or a bare DC offset, reading block by block
+        (once: a stream that passed is not read again)."""
+        if self._checked == silence_peak:
+            return
         if self.array is not None:
             blocks = (self.array[start:start + SCAN_BLOCK] for start in range(0, len(self.array), SCAN_BLOCK))
         else:
@@ -151,6 +155,7 @@ class AudioStream:
         if high - low < 2 * silence_peak:
             raise InputError(f"{self.source}: the audio is a constant offset (DC) with no sound on it: there is "
                              "nothing to time")
+        self._checked = silence_peak
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) at 16 kHz, mono float32."""

@@ -126,13 +126,14 @@ def predict(model, batch, method: str, decoding: str = "ordered", merging=None) 
 
 @torch.no_grad()
 def predict_intervals(model, batch, method: str, decoding: str = "ordered", merging=None, earlier=None,
-                      word_rows=None, pace: float = PACE):
+                      word_rows=None, pace: float = PACE, keep_rows: dict | None = None):
     """(times per example, ends per example): ends from the head's end channel, else its inside
     channel, where the task is one that channel is trained on (``ended_tasks``), else None. With ``merging`` (a
     ``Merging``), the batch's prompts hold ``merging.tokens(frames)`` audio placeholders. ``earlier``
     as ``decode_frames``. ``word_rows[b]``, when given and not None: (known, scores) of transcript example
     b's word questions (``transcript_word_rows``), which then time it (``transcript_rows``, ``align_word_tracks``,
-    paced by its words' lengths at weight ``pace``)."""
+    paced by its words' lengths at weight ``pace``). ``keep_rows``, when given, receives each example's head scores
+    (frames, channels) by id(example)."""
     counts = [len(example.times) for example in batch.examples]
     if method == "tokens":
         budget = 24 + 10 * max(counts)  # the JSON of the longest expected answer, with room to spare
@@ -153,6 +154,8 @@ def predict_intervals(model, batch, method: str, decoding: str = "ordered", merg
         rows = scores[b][frame_mask[b]]  # (frames or merged tokens, channels)
         if output.plans is not None:  # the 40 ms grid: ends fall on segment edges
             rows = np.stack([output.plans[b].spread(rows[:, c]) for c in range(rows.shape[1])], axis=1)
+        if keep_rows is not None:
+            keep_rows[id(example)] = rows
         if word_rows and word_rows[b] is not None:
             known, words = word_rows[b]
             times[b], ends[b] = align_word_tracks(transcript_rows(known, words, rows), method, decoding, channels,
@@ -286,7 +289,7 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
     by_words = frames_read and transcript_by == "words"
     words = (transcript_word_rows(model, ordered, features, batch_size, device, merging, progress, vocabulary)
              if by_words else {})
-    answers = {}
+    answers, kept = {}, {}  # kept: each example's head scores, for the chain
     for example in ordered:  # every word known: the words' rows time it, its own question need not be asked
         found = words.get(id(example))
         if found is not None and all(found[0]):
@@ -302,30 +305,30 @@ def answer_examples(model, examples, features, batch_size: int = 8, method: str 
         earlier_rows = [[rows[:, 0] for rows in earlier.get(id(example), [])] for example in chunk]
         word_rows = [words.get(id(example)) for example in chunk]
         for example, times, ends in zip(chunk, *predict_intervals(model, batch, method, decoding, merging,
-                                                                  earlier_rows, word_rows, pace)):
+                                                                  earlier_rows, word_rows, pace, kept)):
             answers[id(example)] = (times, ends)
     if joint and merging is None and chain_seconds is not None:
-        answers.update(chained_answers(model, ordered, earlier, features, batch_size, method, device, chain_seconds,
-                                       progress))
+        answers.update(chained_answers(model, ordered, earlier, kept, features, method, device, chain_seconds))
     return [answers[id(example)] for example in examples]
 
 
-def chained_answers(model, examples, earlier, features, batch_size: int, method: str, device,
-                    chain_seconds: float, progress: bool = False) -> dict[int, tuple]:
+def chained_answers(model, examples, earlier, own, features, method: str, device,
+                    chain_seconds: float) -> dict[int, tuple]:
     """id(example) -> (times, ends) for each k-th occurrence question of a word or event in ``examples`` whose
-    joint answers (its own and ``earlier``'s rows of occurrences 1..k-1) pass ``chain_seconds``: found from
-    there on as a chain of first occurrences (runtime/chain.py), each link asked of the clip's audio after
-    the previous one's end, one pass per link, as the runtime's Locator does it. The rest keep their answers."""
+    joint answers (from its own head scores ``own[id(example)]`` and ``earlier``'s of occurrences 1..k-1) pass
+    ``chain_seconds``: found from there on as a chain of first occurrences (runtime/chain.py), each link asked
+    of the clip's audio after the previous one's end, one pass per link, as the runtime's Locator does it.
+    The rest keep their answers."""
     from framestamp.runtime.features import log_mel
 
     candidates = [example for example in examples
                   if example.task in CHAINED_TASKS and (asked_occurrence(example) or 0) >= 2
                   and example.duration > chain_seconds and len(earlier.get(id(example), [])) == asked_occurrence(example) - 1]
-    own = question_rows(model, candidates, features, batch_size, device, progress=progress, desc="chain: own rows")
     channels = list(model.head_config.channels)
     chained = {}
-    for example, rows in zip(candidates, own):
-        joint = joint_occurrences([*earlier[id(example)], rows], example.task, method, channels, FRAME_SECONDS)
+    for example in candidates:
+        joint = joint_occurrences([*earlier[id(example)], own[id(example)]], example.task, method, channels,
+                                  FRAME_SECONDS)
         audio = None
         first = replace(example, prompt={**example.prompt, "occurrence": 1}, times=(0.0,), ends=None)
 
