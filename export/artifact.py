@@ -126,16 +126,20 @@ def export_fp32(checkpoint: Path, out: Path, opset: int = 18, slim: bool = True)
 
 
 def decoder_limits(model) -> dict:
-    """The decoder's position range and attention heads: the runtime's length limit and memory estimate."""
+    """The decoder's position range, attention heads and layers: the runtime's length limit, memory estimate
+    and, for a bounded span, how much audio before a window its frames depend on."""
     text = getattr(model.backbone.config, "text_config", model.backbone.config)
     return {"max_positions": getattr(text, "max_position_embeddings", None),
-            "attention_heads": getattr(text, "num_attention_heads", None)}
+            "attention_heads": getattr(text, "num_attention_heads", None),
+            "decoder_layers": getattr(text, "num_hidden_layers", None)}
 
 
 def trained_on(description: dict) -> dict:
     """What the checkpoint's training saw, for the runtime's refusals and warnings; None where not recorded."""
     training = description.get("training", {})
-    return {name: training.get(name) for name in ("tasks", "event_labels", "vocabulary", "max_seconds")}
+    shift = (training.get("aids") or {}).get("position_shift")  # frames; the position-shift aid
+    return {**{name: training.get(name) for name in ("tasks", "event_labels", "vocabulary", "max_seconds")},
+            "position_shift_seconds": shift * description["frame_seconds"] if shift else None}
 
 
 def convert_artifact(fp32_artifact: Path, out: Path, precision: str, calibration: Calibration | None = None) -> dict:

@@ -148,7 +148,7 @@ def _value_problems(manifest: dict) -> list[str]:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items()):
         problems.append("'files' must map file names to sha256 strings")
     problems += _trained_on_problems(manifest.get("trained_on") or {})
-    for name in ("max_mel_frames", "chunk_mel_frames", "max_positions", "attention_heads"):
+    for name in ("max_mel_frames", "chunk_mel_frames", "max_positions", "attention_heads", "decoder_layers"):
         value = manifest["limits"].get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             problems.append(f"'limits.{name}' must be a positive integer or null, got {value!r}")
@@ -167,10 +167,11 @@ def _trained_on_problems(trained_on: dict) -> list[str]:
         value = trained_on.get(name)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             problems.append(f"'trained_on.{name}' must be a list of strings or null")
-    seconds = trained_on.get("max_seconds")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                or not math.isfinite(seconds) or seconds <= 0):
-        problems.append(f"'trained_on.max_seconds' must be a positive number or null, got {seconds!r}")
+    for name in ("max_seconds", "position_shift_seconds"):
+        seconds = trained_on.get(name)
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not math.isfinite(seconds) or seconds <= 0):
+            problems.append(f"'trained_on.{name}' must be a positive number or null, got {seconds!r}")
     return problems
 
 

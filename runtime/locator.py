@@ -37,7 +37,8 @@ from framestamp.runtime.pacing import WEIGHT as PACE
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         known_words, prompt_ids, render_prompt, special_token_id,
                                         transcript_word_questions)
-from framestamp.runtime.windows import SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows
+from framestamp.runtime.windows import (SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows,
+                                        span_windows)
 
 DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
 AUDIO_FRAMES_PER_SECOND = 25
@@ -48,6 +49,7 @@ MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many
 # (benchmarks/results/cpu/long-audio-accuracy.md).
 DEFAULT_WINDOW_SECONDS = 20.0
 DEFAULT_OVERLAP_SECONDS = 4.0
+ENCODE_SLICE_SECONDS = 60  # a bounded-span model's long clip is encoded this much at a time (whole 2 s chunks)
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,33 @@ class Locator:
         encoder_limit = (model_limits.get("max_mel_frames") or 0) / 100  # Qwen2-Audio: 30 s
         positions_limit = ((self.max_positions - self.max_prompt_tokens - 8) / AUDIO_FRAMES_PER_SECOND
                            if self.max_positions else None)
-        ceilings = [seconds for seconds in (max_seconds, limits.get("max_seconds"), encoder_limit, positions_limit)
-                    if seconds]
+        # A bounded span (the decoder's audio attends back over span frames): a recording longer than a window
+        # is answered in windows that give exactly the one-pass answer (``_span_rows``), each hearing the
+        # context its frames depend on (the decoder's layers times the span, plus the head's look-ahead after).
+        head = self.manifest["head"]
+        self.span = int(head.get("span") or 0)
+        self.lookahead = int(head.get("lookahead") or 0)
+        self.span_context = None
+        if self.span and window_seconds and merge is None and self.manifest["backbone"].get("kind") == "omni":
+            layers = model_limits.get("decoder_layers")
+            if not layers:
+                raise ArtifactError(f"{self.folder / MANIFEST}: a bounded-span model's artifact must record its "
+                                    "decoder layers (limits.decoder_layers); re-export the artifact")
+            self.span_context = layers * (self.span - 1)
+            shifted = (self.manifest.get("trained_on") or {}).get("position_shift_seconds")
+            # Audio is as far from the question as it was in training up to the shift it trained with.
+            positions_limit = shifted + (self.manifest.get("trained_on") or {}).get("max_seconds", 0) if shifted \
+                else positions_limit
+            # Each window must fit an engine's profile: it owns what its context and look-ahead leave.
+            window_frames = round(min([window_seconds] + [s for s in (limits.get("max_seconds"),) if s])
+                                  * AUDIO_FRAMES_PER_SECOND)
+            if limits.get("max_seconds"):
+                window_frames -= self.span_context + self.lookahead
+            self.span_own = window_frames
+            if self.span_own < 1:
+                self.span_context = None  # an engine too short for the span's context: windows as for any model
+        pass_limit = None if self.span_context is not None else limits.get("max_seconds")  # else per window
+        ceilings = [seconds for seconds in (max_seconds, pass_limit, encoder_limit, positions_limit) if seconds]
         self.max_seconds = min(ceilings) if ceilings else None
         self.tokenizer = _open_tokenizer(self.folder / TOKENIZER)
         self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)
@@ -317,6 +344,8 @@ class Locator:
         the single pass refuses, so that its error message is the one the user sees)."""
         if not self.window_seconds or not isinstance(query, Query):
             return None
+        if self.span_context is not None and query.task != "transcript":
+            return None  # answered as in one pass, its rows computed a window at a time (``_span_rows``)
         audio, rate = query.audio, query.rate
         if isinstance(audio, (str, Path)):
             try:
@@ -568,7 +597,8 @@ class Locator:
         if count > frames:
             raise InputError(f"asked for {count} times in {frames} frames of audio: a clip of "
                              f"{len(samples) / self.settings.sample_rate:.2f} s holds at most one time per 40 ms frame")
-        self._check_fits(len(ids[0]), len(samples) / self.settings.sample_rate, self._name(query))
+        if self.span_context is None or frames <= self.span_own + self.span_context:  # else each window checks
+            self._check_fits(len(ids[0]), len(samples) / self.settings.sample_rate, self._name(query))
         return _Asked(query, fields, question, count, words, mel, frames, ids, len(samples) / self.settings.sample_rate,
                       fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
 
@@ -674,14 +704,23 @@ class Locator:
     def _forward(self, asked: list["_Asked"]) -> list[np.ndarray]:
         """One forward pass over ``asked``: each one's head scores, (frames, channels) float64. The encoder
         hears each distinct clip once, however many questions ask about it (a count check's earlier
-        occurrences, several questions about one file)."""
-        clips, clip_of = [], []
-        for one in asked:  # the same array (a count check's questions) or equal values (one file asked twice)
-            row = next((row for row, mel in enumerate(clips) if mel is one.mel
-                        or (mel.shape == one.mel.shape and np.array_equal(mel, one.mel))), len(clips))
-            if row == len(clips):
-                clips.append(one.mel)
-            clip_of.append(row)
+        occurrences, several questions about one file). A bounded-span model's clips longer than a window
+        are computed a window at a time (``_span_rows``), to the same scores."""
+        if self.span_context is not None:
+            long = [i for i, one in enumerate(asked) if one.frames > self.span_own + self.span_context]
+            if long:
+                rows: list = [None] * len(asked)
+                short = [i for i in range(len(asked)) if i not in long]
+                for i, found in zip(short, self._forward([asked[i] for i in short]) if short else []):
+                    rows[i] = found
+                for i, found in zip(long, self._span_rows([asked[i] for i in long])):
+                    rows[i] = found
+                return rows
+        clips, clip_of = [], [0] * len(asked)
+        for row, group in enumerate(_same_clips(asked)):
+            clips.append(asked[group[0]].mel)
+            for index in group:
+                clip_of[index] = row
         mel_lengths = np.array([mel.shape[1] for mel in clips], dtype=np.int64)
         batch = np.zeros((len(clips), clips[0].shape[0], int(mel_lengths.max())), dtype=np.float32)
         for row, mel in enumerate(clips):
@@ -691,6 +730,47 @@ class Locator:
         audio, frame_counts = np.asarray(audio)[clip_of], np.asarray(frame_counts)[clip_of]
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
+
+    def _span_rows(self, asked: list["_Asked"]) -> list[np.ndarray]:
+        """``_forward``'s head scores for a bounded-span model, a window at a time: the audio embeddings in
+        slices of whole encoder chunks (the encoder attends inside 2 s chunks), then windows that each own
+        ``span_own`` frames and hear the ``span_context`` frames before them (all a frame's state depends on)
+        and the head's look-ahead after, their audio at the positions it has in the whole clip."""
+        results: list = [None] * len(asked)
+        for clip in _same_clips(asked):
+            mel = asked[clip[0]].mel
+            audio = self._encode_slices(mel)
+            frames = audio.shape[0]
+            tracks = np.empty((len(clip), frames, len(self.channels)))
+            for window in span_windows(frames, self.span_own, self.span_context, self.lookahead):
+                piece = audio[window.start:window.stop][None]
+                positions = np.arange(window.start, window.stop, dtype=np.float32)[None]
+                for first in range(0, len(clip), self.batch_size):
+                    batch = clip[first:first + self.batch_size]
+                    prompts = [prompt_ids(self.tokenizer, asked[i].question, window.frames) for i in batch]
+                    self._check_fits(max(len(ids) for ids, _ in prompts), window.frames * self.frame_seconds,
+                                     self._name(asked[batch[0]].query))
+                    input_ids, attention_mask, audio_start = pad_prompts(prompts, self.pad_id)
+                    n = len(batch)
+                    scores = self.graphs.scores(input_ids, attention_mask, audio_start, np.repeat(piece, n, axis=0),
+                                                np.full(n, window.frames, dtype=np.int64),
+                                                np.repeat(positions, n, axis=0))
+                    own = slice(window.own_start - window.start, window.own_stop - window.start)
+                    tracks[first:first + n, window.own_start:window.own_stop] = scores[:, own]
+            for row, i in enumerate(clip):
+                results[i] = tracks[row]
+        return results
+
+    def _encode_slices(self, mel: np.ndarray) -> np.ndarray:
+        """The audio embeddings (frames, width) of one clip's mel, encoded ``ENCODE_SLICE_SECONDS`` at a time:
+        slices of whole 2 s chunks, which the chunked encoder answers exactly as it does the whole clip."""
+        step = ENCODE_SLICE_SECONDS * 100  # mel frames, a whole number of 200-frame chunks
+        pieces = []
+        for start in range(0, mel.shape[1], step):
+            part = mel[:, start:start + step]
+            audio, counts = self.graphs.encode(part[None], np.array([part.shape[1]], dtype=np.int64))
+            pieces.append(np.asarray(audio)[0, : int(counts[0])])
+        return np.concatenate(pieces)
 
     def _aligned(self, one: "_Asked", rows: np.ndarray) -> tuple[Timestamps, float]:
         """A transcript's answer from its words' head scores (words, frames, channels) (``transcript_rows``),
@@ -764,11 +844,14 @@ class Locator:
 
         def ask_first(offset: float):
             """The first occurrence from ``offset`` on: a window at a time (one pass each), the first window
-            whose track peaks where answers that exist do (``absent_below``); none such: the first window's."""
+            whose track peaks where answers that exist do (``absent_below``); none such: the first window's.
+            (A bounded-span model's link is one pass over the rest.)"""
             part = link_audio(samples(), offset, rate)
             if part is None:
                 return None
-            piece = int(round(self.window_seconds * rate)) if self.window_seconds else len(part)
+            # A bounded-span model hears the rest in one pass (its windows give exactly that pass's answer).
+            piece = int(round(self.window_seconds * rate)) if self.window_seconds and self.span_context is None \
+                else len(part)
             step = max(piece - int(round(self.overlap_seconds * rate)), 1)
             found = None
             for start in range(0, len(part), step):
@@ -844,6 +927,21 @@ class _Asked:
     ids: tuple = field(default=(), repr=False)  # (prompt ids, audio start)
     seconds: float = 0.0
     occurrence: int | None = None  # the k of a k-th occurrence (or k-th speaker) question
+
+
+def _same_clips(asked: list["_Asked"]) -> list[list[int]]:
+    """Indices of ``asked`` grouped by the clip they ask about: the same mel array (a count check's
+    questions) or equal values (one file asked twice)."""
+    groups: list[list[int]] = []
+    for index, one in enumerate(asked):
+        mel = one.mel
+        group = next((group for group in groups if asked[group[0]].mel is mel or (
+            asked[group[0]].mel.shape == mel.shape and np.array_equal(asked[group[0]].mel, mel))), None)
+        if group is None:
+            groups.append([index])
+        else:
+            group.append(index)
+    return groups
 
 
 def _words_track(rows: np.ndarray, objective: str) -> np.ndarray:

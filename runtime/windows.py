@@ -90,6 +90,17 @@ def plan_windows(frames: int, window: int, overlap: int) -> list[Window]:
     return windows
 
 
+def span_windows(frames: int, own: int, context: int, lookahead: int) -> list[Window]:
+    """Windows for a bounded-span model: each owns ``own`` frames (the last owns the rest) and starts
+    ``context`` frames before them, where the earliest audio its first owned frame's state depends on sits,
+    and stops ``lookahead`` frames after them (the head reads that far ahead), so that every owned frame
+    scores exactly as in one pass over all ``frames``."""
+    if own < 1 or context < 0 or lookahead < 0:
+        raise InputError(f"a window owns >= 1 frame with context and look-ahead >= 0, got {own}, {context}, {lookahead}")
+    return [Window(max(0, start - context), min(frames, start + own + lookahead), start, min(frames, start + own))
+            for start in range(0, frames, own)]
+
+
 # ------------------------------------------------------------------------------------------ audio
 class AudioStream:
     """A recording read a window at a time as 16 kHz mono float32, from a file or from an array.

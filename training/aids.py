@@ -55,12 +55,15 @@ class Aids:
     end: float = 0.0  # weight of the Poisson NLL of the asked thing's end on the head's "end" channel
     every: float = 0.0  # weight of the Poisson NLL (with the count term) of every occurrence on the "every" channel
     spelling: float = 0.0  # weight of the CTC over the letters a clip's words spell, on the audio embeddings
+    position_shift: int = 0  # audio positions moved a random 0..this many frames from the question (0: off)
 
     def __post_init__(self):
         weights = {"word_identity": self.word_identity, "inside": self.inside, "end": self.end, "every": self.every,
                    "spelling": self.spelling}
         if min(weights.values()) < 0:
             raise InputError("aid weights must be >= 0, got " + ", ".join(f"{k}={v}" for k, v in weights.items()))
+        if isinstance(self.position_shift, bool) or not isinstance(self.position_shift, int) or self.position_shift < 0:
+            raise InputError(f"position_shift must be a whole number of frames >= 0, got {self.position_shift!r}")
         if self.inside_speakers and not self.inside:
             raise InputError("--inside-speakers labels the inside channel: give it a weight with --inside")
         if self.word_identity_at not in WHERE:

@@ -43,12 +43,19 @@ class HeadConfig:
     # A k-th occurrence question's track marks: "asked", the k-th alone (the paper's); "every", every
     # occurrence of the thing in the clip, the k-th picked by decoding (needs the count term)
     occurrences: str = "asked"
+    # How far back (in 40 ms frames, on the decoder's position axis) an audio position attends over the
+    # other audio positions; the question before the audio stays in view. 0: every earlier position (the
+    # paper's). A bounded span makes a frame's state depend on a bounded stretch of audio (the layers times
+    # the span), so a long recording answered in windows gives exactly the one-pass answer (runtime/windows.py).
+    span: int = 0
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.lookahead < 0:
             raise InputError(f"lookahead must be >= 0 frames, got {self.lookahead}")
+        if isinstance(self.span, bool) or not isinstance(self.span, int) or self.span < 0:
+            raise InputError(f"span must be a whole number of frames >= 0 (0: unbounded), got {self.span!r}")
         if self.occurrences not in OCCURRENCES:
             raise InputError(f"occurrences must be one of {', '.join(OCCURRENCES)}, got {self.occurrences!r}")
         if self.occurrences == "every" and not (self.count_term and self.objective in ("poisson", "interpolated")):
@@ -147,6 +154,21 @@ def merged_audio_positions(positions, audio_start, audio_positions, frame_counts
     return torch.where(is_audio, first + at_audio, torch.where(after, positions + shift, positions))
 
 
+def span_mask(attention_mask, audio_start, frame_counts, positions, span: int, dtype) -> torch.Tensor:
+    """The decoder's additive attention mask (B, 1, T, T) for a bounded span: causal over the valid tokens
+    (``attention_mask`` (B, T)), except that an audio token attends to another audio token only when that one
+    sits less than ``span`` frames earlier on the position axis (merged tokens included: positions, not indices).
+    0 where attended, the dtype's lowest value elsewhere (a finite value: eager and sdpa attention both take it)."""
+    index = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    offset = index[None] - audio_start[:, None]
+    is_audio = (offset >= 0) & (offset < frame_counts[:, None])
+    allowed = (index[:, None] >= index[None, :])[None] & attention_mask.bool()[:, None, :]
+    both_audio = is_audio[:, :, None] & is_audio[:, None, :]
+    near = (positions[:, :, None] - positions[:, None, :]) < span
+    allowed = allowed & (~both_audio | near)
+    return torch.zeros((), dtype=dtype, device=allowed.device).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+
+
 class FrameStampModel(nn.Module):
     def __init__(self, backbone: nn.Module, info: BackboneInfo, head: HeadConfig, tokenizer):
         super().__init__()
@@ -242,6 +264,9 @@ class FrameStampModel(nn.Module):
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if audio_positions is not None:
             positions = merged_audio_positions(positions, audio_start, audio_positions, frame_counts)
+        if self.head_config.span:
+            attention_mask = span_mask(attention_mask, audio_start, frame_counts, positions, self.head_config.span,
+                                       embeddings.dtype)
         output = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, position_ids=positions)
         return output.last_hidden_state
 
@@ -289,11 +314,14 @@ class FrameStampModel(nn.Module):
         merging = getattr(batch, "merging", None)
         frame_tokens = None  # the audio token whose final state stands for each frame (merged batches)
         if merging is None:
-            output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts)
+            positions = self.shifted_positions(None, audio.shape[0], audio.shape[1], audio.device)
+            output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, audio, frame_counts,
+                                       positions)
         else:  # merge-aware training: the decoder hears merged tokens, the head still scores every 40 ms frame
             if merging.head != "frames":
                 raise InputError("merge-aware training scores every 40 ms frame: use head places 'frames'")
             merged, token_counts, positions, frame_tokens, _ = merge_audio(audio, frame_counts, merging)
+            positions = self.shifted_positions(positions, merged.shape[0], merged.shape[1], merged.device)
             output = self.frame_scores(batch.input_ids, batch.attention_mask, batch.audio_start, merged, token_counts,
                                        positions, frame_tokens)
         config = self.head_config
@@ -339,6 +367,19 @@ class FrameStampModel(nn.Module):
             metrics["every"] = every.item()
             loss = loss + self.aids.every * every
         return loss, metrics
+
+    def shifted_positions(self, positions, rows: int, tokens: int, device) -> torch.Tensor | None:
+        """Audio positions (B, F), half the rows (at random) moved a random whole number of frames in
+        [0, aids.position_shift] further from the question (the position-shift aid): audio far into a long
+        recording then sits as far from the question as in training, and a clip's own audio where it always
+        sat. ``positions`` None: one per token. Unchanged when the aid is off."""
+        shift = self.aids.position_shift
+        if not shift:
+            return positions
+        if positions is None:
+            positions = torch.arange(tokens, device=device, dtype=torch.float32)[None].expand(rows, -1)
+        moved = torch.randint(0, shift + 1, (rows, 1)) * torch.randint(0, 2, (rows, 1))
+        return positions + moved.to(device=device, dtype=positions.dtype)
 
     def every_loss(self, batch, output: FrameOutput) -> torch.Tensor:
         """Eq. 5 with the count term on the head's "every" channel, with every occurrence of what a k-th

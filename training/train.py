@@ -19,6 +19,7 @@ import numpy as np
 
 from framestamp.runtime.decoding import OCCURRENCES
 from framestamp.runtime.errors import InputError
+from framestamp.runtime.frames import FRAME_SECONDS
 from framestamp.training.model import OBJECTIVES
 
 # Held out of synthetic training data so evaluation hears voices the model never heard.
@@ -95,6 +96,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--objective", choices=OBJECTIVES, default="poisson")
     model.add_argument("--lookahead", type=int, default=0, help="following frames the head reads (default 0: per-frame)")
     model.add_argument("--poisson-weight", type=float, default=1.0, help="lambda in tokens + lambda * poisson")
+    model.add_argument("--span", type=float, default=0.0, metavar="SECONDS",
+                       help="bound how far back an audio position attends over the audio in the decoder (the question "
+                       "stays in view); long recordings then answer in windows exactly as in one pass (default 0: "
+                       "unbounded, the paper's)")
     model.add_argument("--count-term", action="store_true", help="also train Lambda(T) to the number of events")
     model.add_argument("--absent", type=float, default=0.0, metavar="SHARE",
                        help="for this share of the clips' k-th occurrence groups, also ask occurrence n + 1 and train "
@@ -123,6 +128,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="weight of a CTC loss spelling each clip's words letter by letter from the encoder's "
                       "audio embeddings through the LM's tied token embeddings of the letters; labels from the "
                       "manifest's transcript lines (default 0: off)")
+    aids.add_argument("--position-shift", type=float, default=0.0, metavar="SECONDS",
+                      help="move each example's audio a random 0..SECONDS further from the question on the decoder's "
+                      "position axis, so that audio far into a long recording sounds as it did in training; pair "
+                      "it with --span (default 0: off)")
     aids.add_argument("--inside-speakers", action="store_true",
                       help="also train the inside channel on speaker questions: a k-th speaker question's frames "
                       "from that speaker's onset on are inside, those before it outside (needs --inside)")
@@ -227,11 +236,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("the every channel and --every go together: --channels onset,...,every with --every WEIGHT > 0, "
                          "or neither")
     head = HeadConfig(objective=args.objective, lookahead=args.lookahead, poisson_weight=args.poisson_weight,
-                      count_term=args.count_term, channels=channels, occurrences=args.occurrences)
+                      count_term=args.count_term, channels=channels, occurrences=args.occurrences,
+                      span=seconds_to_frames(args.span, "--span"))
     model = build_model(args.backbone, head, seed=args.seed)
     started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
-                      inside_speakers=args.inside_speakers, end=args.end, every=args.every, spelling=args.spelling)
+                      inside_speakers=args.inside_speakers, end=args.end, every=args.every, spelling=args.spelling,
+                      position_shift=seconds_to_frames(args.position_shift, "--position-shift"))
     frame_labels = None
     if model.aids.needs_frame_labels or model.aids.spelling:
         spans = clip_word_spans(every_train_example)
@@ -356,6 +367,16 @@ def scale_to_counts(model, examples, collate, seed: int = 0, batch_size: int = 8
         model.head.projection.bias[channel] -= shift
     model.train(was_training)
     return shift
+
+
+def seconds_to_frames(seconds: float, flag: str) -> int:
+    """A whole number of 40 ms frames from ``flag``'s seconds (0 stays 0: off)."""
+    if not seconds >= 0:
+        raise InputError(f"{flag} takes seconds >= 0, got {seconds}")
+    frames = round(seconds / FRAME_SECONDS)
+    if seconds and frames < 1:
+        raise InputError(f"{flag} {seconds} is less than one 40 ms frame")
+    return frames
 
 
 def merge_ratios(text: str) -> list[float]:
