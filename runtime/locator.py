@@ -37,8 +37,8 @@ from framestamp.runtime.pacing import WEIGHT as PACE
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         known_words, prompt_ids, render_prompt, special_token_id,
                                         transcript_word_questions)
-from framestamp.runtime.windows import (SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence, plan_windows,
-                                        span_windows)
+from framestamp.runtime.windows import (SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_first,
+                                        find_occurrence, plan_windows, span_windows)
 
 DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
 AUDIO_FRAMES_PER_SECOND = 25
@@ -460,7 +460,8 @@ class Locator:
             def ask_occurrences(window: Window, numbers: list[int]) -> np.ndarray:
                 return ask(window, [render_prompt(query.task, {**fields, "occurrence": n}) for n in numbers])
 
-            occurrence = find_occurrence(windows, fields["occurrence"], ask_occurrences)
+            occurrence = find_first(windows, ask_occurrences) if fields["occurrence"] == 1 \
+                else find_occurrence(windows, fields["occurrence"], ask_occurrences)
             owned = self._own(stitched, occurrence.window, occurrence.track)
             asked = occurrence.asked
             if not occurrence.complete and self.decoding == "ordered" and asked is not None \

@@ -120,6 +120,18 @@ def test_the_kth_occurrence_counts_from_the_recordings_start_across_window_bound
         assert any(f"found {len(starts)} '{word}' occurrence(s)" in w for w in too_many.warnings)
 
 
+def test_a_first_occurrence_heard_only_in_a_late_window_is_found_there():
+    """Every window answers a first-occurrence question somewhere; the recording's first occurrence is in the
+    earliest window whose candidate is heard as loudly as the best, not in the first window."""
+    seconds = 50.0
+    audio = bursts_recording([(100, "cat"), (400, "sun"), (1000, "dog"), (1100, "dog"), (1150, "cat")], seconds)
+    windowed, one_pass = listening(12.0), listening(None)
+    for word, frame in (("dog", 1000), ("sun", 400), ("cat", 100)):
+        expected = one_pass.word(audio, word, 1, rate=RATE)
+        assert expected.times == pytest.approx([frame * 0.04 + 0.02])  # the independent answer: its first burst
+        assert windowed.word(audio, word, 1, rate=RATE).times == pytest.approx(expected.times, abs=1e-9), word
+
+
 def test_a_chained_kth_occurrence_counts_from_the_recordings_start_in_windows_and_in_one_pass():
     """Past chain_seconds a k-th occurrence is a chain of first occurrences, each asked of the audio after the
     previous one's end (runtime/chain.py), over a recording longer than a window as in one pass; asked one
