@@ -2,6 +2,7 @@
 
     framestamp bench long-audio accuracy runs/final/eval-long/manifest.jsonl --windows none,12/4,20/4,30/6
     framestamp bench long-audio tiled runs/final/eval-long/manifest.jsonl --seconds 300 --windows 20/4
+    framestamp bench long-audio first runs/final/eval-voices/manifest.jsonl --seconds 180 --recordings 5
     framestamp bench long-audio scaling --out benchmarks/results/cpu
 
 accuracy: acc@40ms of word and transcript questions on a manifest, for each window/overlap in seconds
@@ -10,6 +11,9 @@ accuracy: acc@40ms of word and transcript questions on a manifest, for each wind
 tiled: the manifest's transcript clips joined end to end into one recording of about --seconds, its
 transcript the clips' transcripts in order, every word's true start known: acc@40ms of the whole
 transcript answered over the recording, per window/overlap.
+
+first: recordings built the same way, each from a different clip on; the first occurrence of words spread
+evenly over where they are first heard, asked of the whole recording: acc@40ms by where that is.
 
 scaling: one fresh process per length and backend answers a transcript question (every window is
 asked) and a word question about a file of tiled synthetic speech; wall time and peak resident memory
@@ -98,10 +102,11 @@ def accuracy_markdown(rows: list[dict], command: str, manifest: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------ tiled
-def tiled_recording(manifest: Path, seconds: float, path: Path, cut: bool = False) -> tuple[list[str], np.ndarray]:
-    """The manifest's transcript clips, in order and again from the first, joined into a 16 kHz FLAC at
-    ``path`` (written clip by clip) until it holds ``seconds``: whole clips (it may run a clip past), or
-    with ``cut`` exactly ``seconds``, the last clip cut short with the words that start before the cut.
+def tiled_recording(manifest: Path, seconds: float, path: Path, cut: bool = False,
+                    start: int = 0) -> tuple[list[str], np.ndarray]:
+    """The manifest's transcript clips, in order from the ``start``-th and round again, joined into a 16 kHz
+    FLAC at ``path`` (written clip by clip) until it holds ``seconds``: whole clips (it may run a clip past),
+    or with ``cut`` exactly ``seconds``, the last clip cut short with the words that start before the cut.
     Returns (its words, their starts)."""
     import soundfile
 
@@ -111,7 +116,7 @@ def tiled_recording(manifest: Path, seconds: float, path: Path, cut: bool = Fals
     if not clips:
         raise SystemExit(f"{manifest}: no transcript lines to tile")
     total = int(seconds * 16_000)
-    words, starts, written, index = [], [], 0, 0
+    words, starts, written, index = [], [], 0, start
     with soundfile.SoundFile(path, "w", samplerate=16_000, channels=1, format="FLAC") as handle:
         while written < total:
             clip = clips[index % len(clips)]
@@ -156,6 +161,59 @@ def tiled_markdown(rows: list[dict], command: str, manifest: Path) -> str:
     for row in rows:
         lines.append(f"| {row['window']} | {row['audio_seconds']:.0f} s | {row['words']} | {row['acc20']:.1%} | "
                      f"{row['acc40']:.1%} | {row['acc100']:.1%} | {row['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+FIRST_BUCKETS = ((0.0, 30.0), (30.0, 120.0), (120.0, float("inf")))  # where a word is first heard, seconds
+
+
+def first_heard(manifest: Path, artifact: Path, seconds: float, recordings: int, questions: int, windows: list[str],
+                threads: int) -> list[dict]:
+    """The first occurrence of a word asked over recordings of ``seconds`` (the manifest's transcript clips
+    end to end, each recording from a different clip on), the words spread evenly over where they are first
+    heard; acc@40ms overall and by where, per window/overlap."""
+    from framestamp.data.manifest import read_manifest
+    from framestamp.runtime.locator import Locator
+
+    clips = sum(e.task == "transcript" for e in read_manifest(manifest))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="framestamp-first.") as scratch:
+        asked = []
+        for number in range(recordings):
+            path = Path(scratch) / f"recording-{number}.flac"
+            words, starts = tiled_recording(manifest, seconds, path, start=number * max(clips // recordings, 1))
+            first: dict[str, float] = {}
+            for word, start in zip(words, starts):
+                first.setdefault(word, float(start))
+            order = sorted(first, key=first.get)
+            picks = np.unique(np.linspace(0, len(order) - 1, questions).round().astype(int))
+            asked += [(path, order[i], first[order[i]]) for i in picks]
+        for text in windows:
+            window, overlap = parse_window(text)
+            locator = Locator(artifact, threads=threads, window_seconds=window, overlap_seconds=overlap)
+            began = time.perf_counter()
+            right = [abs(locator.word(str(path), word, 1).times[0] - truth) <= 0.04 + 1e-9 for path, word, truth in asked]
+            heard_at = np.array([truth for *_, truth in asked])
+            rows.append({"window": text, "questions": len(asked), "acc40": float(np.mean(right)),
+                         "by_where": [{"from": low, "to": high, "questions": int(np.sum(inside)),
+                                       "acc40": float(np.mean(np.asarray(right)[inside])) if inside.any() else None}
+                                      for low, high in FIRST_BUCKETS
+                                      for inside in [(heard_at >= low) & (heard_at < high)]],
+                         "seconds": time.perf_counter() - began})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def first_markdown(rows: list[dict], command: str, manifest: Path, seconds: float) -> str:
+    spans = [f"{low:g}-{high:g} s" if high != float("inf") else f"from {low:g} s" for low, high in FIRST_BUCKETS]
+    lines = [f"# A word's first occurrence over {seconds:g} s of {manifest}'s clips end to end", "", f"`{command}`", "",
+             "Answers within 40 ms of where the word is first heard, by where that is.", "",
+             "| window / overlap (s) | questions | acc@40 | " + " | ".join(spans) + " | seconds |",
+             "|---|---|---|" + "---|" * len(spans) + "---|"]
+    for row in rows:
+        cells = [f"{b['acc40']:.1%} ({b['questions']})" if b["acc40"] is not None else "-" for b in row["by_where"]]
+        lines.append(f"| {row['window']} | {row['questions']} | {row['acc40']:.1%} | " + " | ".join(cells)
+                     + f" | {row['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -335,6 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     joined.add_argument("--pace", type=float, default=PACE, help=f"the speaking-rate prior's weight (default {PACE}; 0: none)")
     joined.add_argument("--threads", type=int, default=2)
     joined.add_argument("--out", type=Path)
+    firsts = modes.add_parser("first", help="a word's first occurrence over recordings of clips end to end, acc@40ms")
+    firsts.add_argument("manifest", type=Path)
+    firsts.add_argument("--seconds", type=float, default=180.0, help="join clips until each recording is this long")
+    firsts.add_argument("--recordings", type=int, default=5)
+    firsts.add_argument("--questions", type=int, default=20, help="words asked per recording")
+    firsts.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT)
+    firsts.add_argument("--windows", default=f"{DEFAULT_WINDOW_SECONDS:g}/{DEFAULT_OVERLAP_SECONDS:g}",
+                        help="comma-separated WINDOW/OVERLAP seconds, or none")
+    firsts.add_argument("--threads", type=int, default=1)
+    firsts.add_argument("--out", type=Path)
     scaled = modes.add_parser("scaling", help="wall time and peak memory from 10 s to 60 minutes")
     scaled.add_argument("--lengths", default=",".join(str(n) for n in LENGTHS), help="seconds of audio, comma-separated")
     scaled.add_argument("--one-pass-up-to", type=float, default=max(ONE_PASS_LENGTHS),
@@ -352,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "tiled":
         rows = tiled(args.manifest, args.artifact, args.seconds, args.windows.split(","), args.threads, args.pace)
         report(args.out, "long-audio-tiled", command, rows, tiled_markdown(rows, command, args.manifest))
+    elif args.mode == "first":
+        rows = first_heard(args.manifest, args.artifact, args.seconds, args.recordings, args.questions,
+                           args.windows.split(","), args.threads)
+        report(args.out, "long-audio-first", command, rows, first_markdown(rows, command, args.manifest, args.seconds))
     else:
         rows = scaling([float(n) for n in args.lengths.split(",")], args.one_pass_up_to, args.threads,
                        args.backends.split(","), args.pytorch_up_to)

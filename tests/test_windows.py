@@ -424,3 +424,31 @@ def test_bench_accuracy_scores_word_questions_with_and_without_the_chain(speech,
         assert row["word_acc40"] == pytest.approx(np.mean(right))
         assert row["word k>=2_events"] == len(later)
     assert "| none | 8 |" in (out / "long-audio-accuracy.md").read_text()
+
+
+def test_bench_first_scores_each_words_first_occurrence_over_recordings_from_different_clips(speech, tmp_path):
+    """`bench long-audio first`: each recording starts from a different clip; its words are asked where they are
+    first heard, spread over the recording, and each row's accuracy is what a Locator answers asked one by one."""
+    from framestamp.benchmarks.long_audio import tiled_recording
+
+    folder, examples = speech
+    clips = [e for e in examples if e.task == "transcript"]
+    words, starts = tiled_recording(folder / "manifest.jsonl", 1.0, tmp_path / "one.flac", start=1)
+    assert words == clips[1].prompt["transcript"].split() and np.allclose(starts, clips[1].times)
+    out = tmp_path / "out"
+    assert main(["bench", "long-audio", "first", str(folder / "manifest.jsonl"), "--seconds", "14", "--recordings", "2",
+                 "--questions", "3", "--windows", "none", "--out", str(out)]) == 0
+    (row,) = json.loads((out / "long-audio-first.json").read_text())["rows"]
+    locator = Locator(ARTIFACT, threads=1, window_seconds=None)
+    right = []
+    for number in range(2):
+        path = tmp_path / f"{number}.flac"
+        words, starts = tiled_recording(folder / "manifest.jsonl", 14.0, path, start=number * (len(clips) // 2))
+        first = {}
+        for word, start in zip(words, starts):
+            first.setdefault(word, start)
+        order = sorted(first, key=first.get)
+        for word in [order[i] for i in np.unique(np.linspace(0, len(order) - 1, 3).round().astype(int))]:
+            right.append(abs(locator.word(str(path), word, 1).times[0] - first[word]) <= 0.04)
+    assert row["questions"] == 6 and row["acc40"] == pytest.approx(np.mean(right))
+    assert sum(bucket["questions"] for bucket in row["by_where"]) == 6
