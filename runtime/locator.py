@@ -188,12 +188,12 @@ class Locator:
             # Audio is as far from the question as it was in training up to the shift it trained with.
             positions_limit = shifted + (self.manifest.get("trained_on") or {}).get("max_seconds", 0) if shifted \
                 else positions_limit
-            # Each window must fit an engine's profile: it owns what its context and look-ahead leave.
-            window_frames = round(min([window_seconds] + [s for s in (limits.get("max_seconds"),) if s])
-                                  * AUDIO_FRAMES_PER_SECOND)
+            # Each window owns window_seconds, or its context if longer (a window's cost per owned frame is least
+            # there); within an engine's profile, what its context and look-ahead leave.
             if limits.get("max_seconds"):
-                window_frames -= self.span_context + self.lookahead
-            self.span_own = window_frames
+                self.span_own = round(limits["max_seconds"] * AUDIO_FRAMES_PER_SECOND) - self.span_context - self.lookahead
+            else:
+                self.span_own = max(round(window_seconds * AUDIO_FRAMES_PER_SECOND), self.span_context)
             if self.span_own < 1:
                 self.span_context = None  # an engine too short for the span's context: windows as for any model
         pass_limit = None if self.span_context is not None else limits.get("max_seconds")  # else per window

@@ -130,6 +130,8 @@ def test_the_artifact_records_the_span_its_layers_and_the_shift(span_artifact):
     locator = Locator(span_artifact[1], window_seconds=3.0, overlap_seconds=1.0)
     assert locator.span_context == LAYERS * (SPAN - 1)
     assert locator.max_seconds == pytest.approx(108.0)  # as far as training shifted the audio, plus its clips
+    assert locator.span_own == 75  # a window owns its 3 s
+    assert Locator(span_artifact[1], window_seconds=0.5, overlap_seconds=0.1).span_own == LAYERS * (SPAN - 1)  # or its context
 
 
 def test_span_graphs_equal_pytorch_past_the_span(span_artifact, speech):
