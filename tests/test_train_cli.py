@@ -231,3 +231,15 @@ def test_the_spelling_aid_needs_transcript_lines_then_is_logged_and_recorded(tmp
     assert logged and all(np.isfinite(r["spelling"]) and r["spelling"] > 0 for r in logged)
     _, description = load_checkpoint(out / "model")
     assert description["training"]["aids"]["spelling"] == 0.5
+
+
+def test_a_bounded_span_and_the_position_shift_train_and_are_recorded(tmp_path, manifest, capsys, torch_threads):
+    from framestamp.cli import main
+
+    out = tmp_path / "span"
+    assert main(train_command(out, manifest, steps=4)[3:] + ["--span", "0.4", "--position-shift", "60"]) == 0
+    model, description = load_checkpoint(out / "model")
+    assert model.head_config.span == 10 and description["head"]["span"] == 10  # 0.4 s of 40 ms frames
+    assert description["training"]["aids"]["position_shift"] == 1500
+    assert main(train_command(tmp_path / "bad", manifest, steps=2)[3:] + ["--span", "0.01"]) != 0
+    assert "less than one 40 ms frame" in capsys.readouterr().err
