@@ -184,10 +184,10 @@ class Locator:
                 raise ArtifactError(f"{self.folder / MANIFEST}: a bounded-span model's artifact must record its "
                                     "decoder layers (limits.decoder_layers); re-export the artifact")
             self.span_context = layers * (self.span - 1)
-            shifted = (self.manifest.get("trained_on") or {}).get("position_shift_seconds")
+            trained_on = self.manifest.get("trained_on") or {}
+            shifted = trained_on.get("position_shift_seconds")
             # Audio is as far from the question as it was in training up to the shift it trained with.
-            positions_limit = shifted + (self.manifest.get("trained_on") or {}).get("max_seconds", 0) if shifted \
-                else positions_limit
+            positions_limit = shifted + (trained_on.get("max_seconds") or 0) if shifted else positions_limit
             # Each window owns window_seconds, or its context if longer (a window's cost per owned frame is least
             # there); within an engine's profile, what its context and look-ahead leave.
             if limits.get("max_seconds"):
