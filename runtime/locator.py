@@ -37,8 +37,8 @@ from framestamp.runtime.pacing import WEIGHT as PACE
 from framestamp.runtime.prompts import (AUDIO_END, AUDIO_START, AUDIO_TOKEN, PAD_TOKEN, check_free_text, normalize_transcript, normalize_word, ordinal, pad_prompts,
                                         known_words, prompt_ids, render_prompt, special_token_id,
                                         transcript_word_questions)
-from framestamp.runtime.windows import (SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_first,
-                                        find_occurrence, plan_windows, span_windows)
+from framestamp.runtime.windows import (SAMPLES_PER_FRAME, AudioStream, Window, align_transcript, find_occurrence,
+                                        plan_windows, span_windows)
 
 DEFAULT_MAX_PROMPT_TOKENS = 2048  # a transcript of ~1,000 words: far past any training prompt
 AUDIO_FRAMES_PER_SECOND = 25
@@ -175,15 +175,15 @@ class Locator:
         # is answered in windows that give exactly the one-pass answer (``_span_rows``), each hearing the
         # context its frames depend on (the decoder's layers times the span, plus the head's look-ahead after).
         head = self.manifest["head"]
-        self.span = int(head.get("span") or 0)
+        span = int(head.get("span") or 0)
         self.lookahead = int(head.get("lookahead") or 0)
         self.span_context = None
-        if self.span and window_seconds and merge is None and self.manifest["backbone"].get("kind") == "omni":
+        if span and window_seconds and merge is None and self.manifest["backbone"].get("kind") == "omni":
             layers = model_limits.get("decoder_layers")
             if not layers:
                 raise ArtifactError(f"{self.folder / MANIFEST}: a bounded-span model's artifact must record its "
                                     "decoder layers (limits.decoder_layers); re-export the artifact")
-            self.span_context = layers * (self.span - 1)
+            self.span_context = layers * (span - 1)
             trained_on = self.manifest.get("trained_on") or {}
             shifted = trained_on.get("position_shift_seconds")
             # Audio is as far from the question as it was in training up to the shift it trained with.
@@ -460,8 +460,7 @@ class Locator:
             def ask_occurrences(window: Window, numbers: list[int]) -> np.ndarray:
                 return ask(window, [render_prompt(query.task, {**fields, "occurrence": n}) for n in numbers])
 
-            occurrence = find_first(windows, ask_occurrences) if fields["occurrence"] == 1 \
-                else find_occurrence(windows, fields["occurrence"], ask_occurrences)
+            occurrence = find_occurrence(windows, fields["occurrence"], ask_occurrences)
             owned = self._own(stitched, occurrence.window, occurrence.track)
             asked = occurrence.asked
             if not occurrence.complete and self.decoding == "ordered" and asked is not None \
@@ -598,7 +597,7 @@ class Locator:
         if count > frames:
             raise InputError(f"asked for {count} times in {frames} frames of audio: a clip of "
                              f"{len(samples) / self.settings.sample_rate:.2f} s holds at most one time per 40 ms frame")
-        if self.span_context is None or frames <= self.span_own + self.span_context:  # else each window checks
+        if not self._span_windowed(frames):  # else each window checks
             self._check_fits(len(ids[0]), len(samples) / self.settings.sample_rate, self._name(query))
         return _Asked(query, fields, question, count, words, mel, frames, ids, len(samples) / self.settings.sample_rate,
                       fields.get("occurrence") if query.task in ("word", "event", "speaker") else None)
@@ -707,16 +706,15 @@ class Locator:
         hears each distinct clip once, however many questions ask about it (a count check's earlier
         occurrences, several questions about one file). A bounded-span model's clips longer than a window
         are computed a window at a time (``_span_rows``), to the same scores."""
-        if self.span_context is not None:
-            long = [i for i, one in enumerate(asked) if one.frames > self.span_own + self.span_context]
-            if long:
-                rows: list = [None] * len(asked)
-                short = [i for i in range(len(asked)) if i not in long]
-                for i, found in zip(short, self._forward([asked[i] for i in short]) if short else []):
-                    rows[i] = found
-                for i, found in zip(long, self._span_rows([asked[i] for i in long])):
-                    rows[i] = found
-                return rows
+        long = [i for i, one in enumerate(asked) if self._span_windowed(one.frames)]
+        if long:
+            rows: list = [None] * len(asked)
+            short = [i for i in range(len(asked)) if i not in long]
+            for i, found in zip(short, self._forward([asked[i] for i in short]) if short else []):
+                rows[i] = found
+            for i, found in zip(long, self._span_rows([asked[i] for i in long])):
+                rows[i] = found
+            return rows
         clips, clip_of = [], [0] * len(asked)
         for row, group in enumerate(_same_clips(asked)):
             clips.append(asked[group[0]].mel)
@@ -731,6 +729,10 @@ class Locator:
         audio, frame_counts = np.asarray(audio)[clip_of], np.asarray(frame_counts)[clip_of]
         all_channels = self.graphs.scores(input_ids, attention_mask, audio_start, audio, frame_counts)
         return [all_channels[row, : int(frame_counts[row])].astype(np.float64) for row in range(len(asked))]
+
+    def _span_windowed(self, frames: int) -> bool:
+        """Whether a clip of ``frames`` is computed a window at a time (a bounded-span model, longer than a window)."""
+        return self.span_context is not None and frames > self.span_own + self.span_context
 
     def _span_rows(self, asked: list["_Asked"]) -> list[np.ndarray]:
         """``_forward``'s head scores for a bounded-span model, a window at a time: the audio embeddings in

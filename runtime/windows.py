@@ -226,8 +226,11 @@ class Occurrence:
 def find_occurrence(windows: Sequence[Window], occurrence: int, ask: Ask) -> Occurrence:
     """The window and local question that answer "the ``occurrence``-th" over the whole recording.
 
-    ``ask(window, [1, 2, ..., m])`` returns the scores for local occurrences 1..m of the window.
+    ``ask(window, [1, 2, ..., m])`` returns the scores for local occurrences 1..m of the window. The first
+    occurrence is ``find_first``'s (every window asked).
     """
+    if occurrence == 1:
+        return find_first(windows, ask)
     found: list[int] = []
     track, window = None, windows[0]
     for window in windows:
