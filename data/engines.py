@@ -70,8 +70,9 @@ def espeak_voices(specs) -> tuple[str, ...]:
     return tuple(name for engine, name in map(split_spec, specs) if engine == "espeak")
 
 
-def random_voice(rng: np.random.Generator, specs):
-    """A voice drawn from ``rng``: which of ``specs``, then the engine's own settings.
+def random_voice(rng: np.random.Generator, specs, rates=espeak.RATES, pitches=espeak.PITCHES):
+    """A voice drawn from ``rng``: which of ``specs``, then the engine's own settings (an espeak-ng
+    voice's rate and pitch from ``rates`` and ``pitches``).
 
     For a list of espeak voices the draws are exactly espeak.random_voice's, so datasets made before
     other engines existed keep their bytes.
@@ -79,7 +80,7 @@ def random_voice(rng: np.random.Generator, specs):
     specs = tuple(specs)
     engine, name = split_spec(specs[rng.integers(len(specs))])
     if engine == "espeak":
-        return espeak.random_variant(rng, espeak.check_languages([name])[0])
+        return espeak.random_variant(rng, espeak.check_languages([name])[0], rates, pitches)
     return engine_module(engine).random_voice(rng, name)
 
 

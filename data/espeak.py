@@ -83,12 +83,32 @@ class Voice:
         return VARIANTS.get(self.variant, "M")  # espeak's plain voices are male
 
 
-def random_voice(rng: np.random.Generator, languages=VOICES, rates=(130, 250), pitches=(20, 80)) -> Voice:
+RATES = (130, 250)  # words per minute a random voice speaks at, by default
+PITCHES = (20, 80)  # espeak-ng's pitch scale, 0-99
+RATE_LIMITS = (80, 450)  # the rates espeak-ng speaks at without its sonic speed-up
+PITCH_LIMITS = (0, 99)
+
+
+def check_range(name: str, values, limits: tuple[int, int]) -> tuple[int, int]:
+    """``values`` as an integer (low, high) inside ``limits``, or InputError saying what to give."""
+    try:
+        low, high = (int(value) for value in values)
+        whole = all(float(value) == int(value) for value in values)
+    except (TypeError, ValueError):
+        low = high = None
+        whole = False
+    if low is None or not whole or not limits[0] <= low <= high <= limits[1]:
+        raise InputError(f"{name} takes two whole numbers LOW,HIGH with {limits[0]} <= LOW <= HIGH <= {limits[1]}, "
+                         f"got {values!r}")
+    return low, high
+
+
+def random_voice(rng: np.random.Generator, languages=VOICES, rates=RATES, pitches=PITCHES) -> Voice:
     """A voice drawn from ``rng``: language, variant (or none), rate and pitch within the ranges."""
     return random_variant(rng, languages[rng.integers(len(languages))], rates, pitches)
 
 
-def random_variant(rng: np.random.Generator, language: str, rates=(130, 250), pitches=(20, 80)) -> Voice:
+def random_variant(rng: np.random.Generator, language: str, rates=RATES, pitches=PITCHES) -> Voice:
     """A voice of ``language`` with variant (or none), rate and pitch drawn from ``rng``, in that order."""
     variants = (None,) + tuple(VARIANTS)
     return Voice(

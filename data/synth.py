@@ -139,6 +139,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"all; babble is reversed espeak-ng speech)")
     parser.add_argument("--reverb", type=float, default=0.0, metavar="P",
                         help="put a word clip in a synthetic room (RT60 0.2-0.8 s) with probability P (default: 0)")
+    parser.add_argument("--rates", metavar="LOW,HIGH",
+                        help="word clips: an espeak-ng voice speaks at a rate drawn from LOW..HIGH words per minute "
+                             "(80-450; default: 130,250)")
+    parser.add_argument("--pitches", metavar="LOW,HIGH",
+                        help="word clips: an espeak-ng voice's pitch is drawn from LOW..HIGH (0-99; default: 20,80)")
     parser.add_argument("--workers", type=int, default=1, help="clips generated at once, one process each (default: 1)")
 
 
@@ -172,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def condition_settings(args: argparse.Namespace) -> dict:
-    """--vocabulary, --noise-snr, --noise-kinds and --reverb as word-clip settings (only those given)."""
+    """--vocabulary, --noise-snr, --noise-kinds, --reverb, --rates and --pitches as word-clip settings (only
+    those given)."""
+    from framestamp.data import espeak
     from framestamp.data.conditions import check_noise_kinds
     from framestamp.data.synth_words import check_snr_range, vocabulary_source
 
@@ -196,6 +203,10 @@ def condition_settings(args: argparse.Namespace) -> dict:
         raise InputError(f"--reverb is a probability between 0 and 1, got {args.reverb:g}")
     if args.reverb:
         settings["reverb"] = args.reverb
+    for name, limits in (("rates", espeak.RATE_LIMITS), ("pitches", espeak.PITCH_LIMITS)):
+        given = getattr(args, name)
+        if given is not None:
+            settings[name] = list(espeak.check_range(f"--{name}", given.split(","), limits))
     return settings
 
 

@@ -39,10 +39,11 @@ PEAK = (0.25, 0.9)  # the clip's peak level, drawn per clip
 SUBSET = "synth"  # plays the part of LibriSpeech's "dev-clean"
 UTTERANCES_PER_CHAPTER = 10_000  # utterance numbers have four digits
 SPEC_DEFAULTS = {"min_seconds": DEFAULT_MIN_SECONDS, "max_seconds": DEFAULT_MAX_SECONDS, "voices": list(espeak.VOICES),
-                 "noise_snr": None, "noise_kinds": list(conditions.NOISE_KINDS), "reverb": 0.0, "vocabulary": None}
+                 "noise_snr": None, "noise_kinds": list(conditions.NOISE_KINDS), "reverb": 0.0, "vocabulary": None,
+                 "rates": list(espeak.RATES), "pitches": list(espeak.PITCHES)}
 # Settings a clip's generator records only when they differ from the default, so that datasets made
 # before they existed keep their bytes.
-OPTIONAL_SETTINGS = ("noise_snr", "noise_kinds", "reverb", "vocabulary")
+OPTIONAL_SETTINGS = ("noise_snr", "noise_kinds", "reverb", "vocabulary", "rates", "pitches")
 # The clip's conditions draw from their own streams of its seed: turning noise on changes nothing else.
 ROOM_STREAM, NOISE_STREAM = 1, 2
 SPEAKER_BASE = {"flite": 2000, "festival": 3000, "piper": 4000}  # espeak's speaker numbers are 1000-1799
@@ -185,13 +186,14 @@ class WordClip:
 
 def speak_words(seed: int, min_seconds: float = DEFAULT_MIN_SECONDS, max_seconds: float = DEFAULT_MAX_SECONDS,
                 voices=espeak.VOICES, noise_snr=None, noise_kinds=conditions.NOISE_KINDS, reverb: float = 0.0,
-                vocabulary=None) -> WordClip:
+                vocabulary=None, rates=espeak.RATES, pitches=espeak.PITCHES) -> WordClip:
     """The word clip for ``seed``: same seed and settings, same samples and times, in any process.
 
     ``voices`` are --voices names (``en-029``, ``flite:slt``, ``festival:kal``); ``noise_snr`` is None
     or a (low, high) dB range to draw the SNR from, with the noise kind drawn from ``noise_kinds``;
     ``reverb`` is the probability of a room; ``vocabulary`` is None (built-in) or a word list
-    (see ``clip_words``).
+    (see ``clip_words``); ``rates`` and ``pitches`` are the ranges an espeak-ng voice's words per
+    minute and pitch are drawn from.
     """
     if not 0 < min_seconds <= max_seconds:
         raise InputError(f"need 0 < min_seconds <= max_seconds, got {min_seconds} and {max_seconds}")
@@ -201,7 +203,9 @@ def speak_words(seed: int, min_seconds: float = DEFAULT_MIN_SECONDS, max_seconds
         raise InputError(f"reverb is a probability between 0 and 1, got {reverb}")
     voices = engines.parse_voices(voices)
     words = clip_words(vocabulary)
-    return _speak_words(seed, min_seconds, max_seconds, voices, noise_snr, noise_kinds, reverb, words)
+    rates = espeak.check_range("rates", rates, espeak.RATE_LIMITS)
+    pitches = espeak.check_range("pitches", pitches, espeak.PITCH_LIMITS)
+    return _speak_words(seed, min_seconds, max_seconds, voices, noise_snr, noise_kinds, reverb, words, rates, pitches)
 
 
 def check_snr_range(noise_snr) -> tuple[float, float] | None:
@@ -218,9 +222,10 @@ def check_snr_range(noise_snr) -> tuple[float, float] | None:
 
 @espeak.deterministic
 def _speak_words(seed: int, min_seconds: float, max_seconds: float, voices: tuple[str, ...], noise_snr, noise_kinds,
-                 reverb: float, vocabulary_words: np.ndarray) -> WordClip:
+                 reverb: float, vocabulary_words: np.ndarray, rates: tuple[int, int],
+                 pitches: tuple[int, int]) -> WordClip:
     rng = np.random.default_rng(seed)
-    voice = engines.random_voice(rng, voices)
+    voice = engines.random_voice(rng, voices, rates, pitches)
     pool = word_pool(rng, vocabulary_words)
     target = rng.uniform(min_seconds, max_seconds)
     with engines.session():

@@ -443,9 +443,32 @@ def test_bad_condition_options_are_input_errors(tmp_path):
     synth.configure(parser)
     for arguments, message in ((["--noise-snr", "loud"], "--noise-snr takes"), (["--noise-snr", "30,5"], "low <= high"),
                                (["--noise-kinds", "pink"], "give --noise-snr too"), (["--reverb", "1.5"], "probability"),
-                               (["--noise-snr", "5,30", "--noise-kinds", "hum"], "unknown noise kind")):
+                               (["--noise-snr", "5,30", "--noise-kinds", "hum"], "unknown noise kind"),
+                               (["--rates", "300"], "--rates takes"), (["--rates", "60,300"], "80 <= LOW"),
+                               (["--rates", "200.5,300"], "whole numbers"), (["--pitches", "50,10"], "LOW <= HIGH")):
         with pytest.raises(InputError, match=message):
             synth.condition_settings(parser.parse_args([str(tmp_path), *arguments]))
+
+
+@pytest.mark.espeak
+@needs_espeak
+def test_rates_and_pitches_set_how_fast_and_how_high_voices_speak(tmp_path):
+    from framestamp.data.synth_words import speak_words
+
+    fast = run_synth(tmp_path / "fast", "--tasks", "words", "--count", "3", "--voices", "en-us,en-029",
+                     "--max-seconds", "5", "--rates", "300,320", "--pitches", "0,5")
+    for line in fast:
+        generator = line["source"]["generator"]
+        assert generator["rates"] == [300, 320] and generator["pitches"] == [0, 5]
+        assert np.array_equal(synth.regenerate(generator), load_audio(tmp_path / "fast" / line["audio"]))
+    # The same clips' words, spoken at 300-320 and at 130-140 words per minute: measured in the labels' own times.
+    lengths = {}
+    for name, rates in (("fast", (300, 320)), ("slow", (130, 140))):
+        clips = [speak_words(seed, min_seconds=3.0, max_seconds=5.0, voices=["en-us"], rates=rates, pitches=(0, 5))
+                 for seed in range(3)]
+        assert all(rates[0] <= clip.voice.rate <= rates[1] and clip.voice.pitch <= 5 for clip in clips)
+        lengths[name] = np.mean([word.end - word.start for clip in clips for word in clip.words])
+    assert lengths["fast"] < 0.7 * lengths["slow"]
 
 
 @pytest.mark.flite
