@@ -243,3 +243,24 @@ def test_a_bounded_span_and_the_position_shift_train_and_are_recorded(tmp_path, 
     assert description["training"]["aids"]["position_shift"] == 1500
     assert main(train_command(tmp_path / "bad", manifest, steps=2)[3:] + ["--span", "0.01"]) != 0
     assert "less than one 40 ms frame" in capsys.readouterr().err
+
+
+def test_a_fine_tune_keeps_what_its_start_was_asked_about(tmp_path, manifest, torch_threads):
+    """Tasks, event labels, words and the longest clip of the --init checkpoint stay in the fine-tune's
+    description beside its own manifest's (the runtime reads them; averaging needs runs to agree)."""
+    from framestamp.cli import main
+    from framestamp.data.manifest import read_manifest
+    from framestamp.training.checkpoint import read_description
+
+    examples = read_manifest(manifest)
+    words = [Example(id=f"w{i}", task="word", prompt={"word": word, "occurrence": 1}, times=(0.3,), duration=0.9,
+                     audio=examples[0].audio) for i, word in enumerate(["harbor", "lantern"])]
+    other = manifest.parent / "words.jsonl"
+    write_manifest(other, words)
+    assert main(train_command(tmp_path / "start", manifest, steps=2)[3:]) == 0
+    assert main(train_command(tmp_path / "tuned", other, steps=2)[3:] + ["--init", str(tmp_path / "start" / "model")]) == 0
+    start = read_description(tmp_path / "start" / "model")["training"]
+    tuned = read_description(tmp_path / "tuned" / "model")["training"]
+    assert start["vocabulary"] == [] and tuned["vocabulary"] == ["harbor", "lantern"]
+    assert tuned["tasks"] == ["event", "word"] and tuned["event_labels"] == ["Beep"]
+    assert tuned["max_seconds"] == max(example.duration for example in examples) > 0.9

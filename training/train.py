@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     from framestamp.training.aids import Aids, Spellings, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import (AbsentOccurrences, AudioCache, AugmentedBatches, EveryOccurrence,
                                              MergedBatches, balance_tasks, collate, length_filter)
-    from framestamp.training.checkpoint import build_model, init_from, load_weights, save_checkpoint, write_checkpoint
+    from framestamp.training.checkpoint import (build_model, init_from, load_weights, read_description,
+                                               save_checkpoint, write_checkpoint)
     from framestamp.training.evaluate import evaluate
     from framestamp.training.model import HeadConfig
     from framestamp.training.trainer import TrainConfig, Trainer, checkpoint_folders
@@ -309,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
                 "event_labels": sorted({example.prompt["event"] for example in train_examples if example.task == "event"}),
                 "vocabulary": trained_vocabulary(train_examples),
                 "max_seconds": max(example.duration for example in train_examples)}
+    if args.init:
+        metadata.update(kept_from(read_description(args.init).get("training") or {}, metadata))
 
     eval_fn = None
     if eval_examples:
@@ -388,6 +391,14 @@ def merge_ratios(text: str) -> list[float]:
     if not all(0 <= ratio < 1 for ratio in ratios):
         raise InputError(f"--merge-train ratios are shares of audio tokens merged away, in [0, 1); got {text!r}")
     return ratios
+
+
+def kept_from(earlier: dict, now: dict) -> dict:
+    """What a fine-tune was asked about: its start's tasks, event labels, words and longest clip beside
+    its own manifest's (the weights keep what the start learned; averaging needs runs to agree)."""
+    kept = {key: sorted(set(now[key]) | set(earlier.get(key) or ())) for key in ("tasks", "event_labels", "vocabulary")}
+    kept["max_seconds"] = max(now["max_seconds"], earlier.get("max_seconds") or 0.0)
+    return kept
 
 
 def trained_vocabulary(examples) -> list[str]:
