@@ -151,7 +151,7 @@ def decoding_cases(draw):
     return values, count, mask, widths
 
 
-@settings(max_examples=10_000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3_000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(decoding_cases())
 def test_posterior_mode_is_the_exact_maximiser(case):
     log_intensity, count, mask, widths = case
