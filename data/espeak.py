@@ -92,15 +92,13 @@ PITCH_LIMITS = (0, 99)
 def check_range(name: str, values, limits: tuple[int, int]) -> tuple[int, int]:
     """``values`` as an integer (low, high) inside ``limits``, or InputError saying what to give."""
     try:
-        low, high = (int(value) for value in values)
-        whole = all(float(value) == int(value) for value in values)
+        low, high = (float(value) for value in values)
     except (TypeError, ValueError):
-        low = high = None
-        whole = False
-    if low is None or not whole or not limits[0] <= low <= high <= limits[1]:
+        low = high = float("nan")
+    if not (low.is_integer() and high.is_integer() and limits[0] <= low <= high <= limits[1]):
         raise InputError(f"{name} takes two whole numbers LOW,HIGH with {limits[0]} <= LOW <= HIGH <= {limits[1]}, "
                          f"got {values!r}")
-    return low, high
+    return int(low), int(high)
 
 
 def random_voice(rng: np.random.Generator, languages=VOICES, rates=RATES, pitches=PITCHES) -> Voice:
