@@ -144,6 +144,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(80-450; default: 130,250)")
     parser.add_argument("--pitches", metavar="LOW,HIGH",
                         help="word clips: an espeak-ng voice's pitch is drawn from LOW..HIGH (0-99; default: 20,80)")
+    parser.add_argument("--separate-events", action="store_true",
+                        help="event clips: an animal's event holds calls at most 0.25 s apart and two events of one "
+                             "class are at least 0.5 s apart, so 'the k-th dog' is never a bark of another event "
+                             "(default: off, as earlier datasets)")
     parser.add_argument("--workers", type=int, default=1, help="clips generated at once, one process each (default: 1)")
 
 
@@ -177,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def condition_settings(args: argparse.Namespace) -> dict:
-    """--vocabulary, --noise-snr, --noise-kinds, --reverb, --rates and --pitches as word-clip settings (only
-    those given)."""
+    """--vocabulary, --noise-snr, --noise-kinds, --reverb, --rates and --pitches as word-clip settings, and
+    --separate-events as the event clips' (only those given)."""
     from framestamp.data import espeak
     from framestamp.data.conditions import check_noise_kinds
     from framestamp.data.synth_words import check_snr_range, vocabulary_source
@@ -207,6 +211,8 @@ def condition_settings(args: argparse.Namespace) -> dict:
         given = getattr(args, name)
         if given is not None:
             settings[name] = list(espeak.check_range(f"--{name}", given.split(","), limits))
+    if args.separate_events:
+        settings["separated"] = True
     return settings
 
 

