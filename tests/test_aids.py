@@ -10,8 +10,7 @@ from torch.nn import functional as F
 
 from framestamp.runtime import InputError
 from framestamp.runtime.frames import FRAME_SECONDS
-from framestamp.training.aids import (BLANK, IGNORE, LETTERS, Aids, SpeakerCounts, Spellings, WordFrameLabels,
-                                     clip_word_spans)
+from framestamp.training.aids import BLANK, IGNORE, LETTERS, Aids, Spellings, WordFrameLabels, clip_word_spans
 from framestamp.training.checkpoint import build_model
 from framestamp.training.model import HeadConfig
 from framestamp.training.tokenizer import preset_tokenizer
@@ -286,63 +285,3 @@ def test_spelling_loss_is_ctc_through_the_tied_letter_embeddings_once_per_clip_a
     assert audio.grad[1].abs().sum() == 0 and audio.grad[3].abs().sum() == 0  # the clip once; no letters, no loss
     assert audio.grad[0, 6].abs().sum() == 0  # past the clip's frames
     assert model.language_model.embed_tokens.weight.grad is not None
-
-
-def speaker_question(audio, k, onset):
-    return types.SimpleNamespace(task="speaker", audio=audio, prompt={"occurrence": k}, times=(onset,))
-
-
-def test_speaker_counts_are_the_speakers_started_by_each_frames_end_named_as_the_question_names_k():
-    tokenizer = preset_tokenizer()
-    onsets = (0.03, 0.41, 0.40 + 0.5 * FRAME_SECONDS, 1.2)  # two onsets in one frame: it counts both
-    questions = [speaker_question("mix.wav", k, t) for k, t in reversed(list(enumerate(onsets, 1)))]
-    questions += [speaker_question("gap.wav", 1, 0.1), speaker_question("gap.wav", 3, 0.9)]  # k = 2 never asked
-    questions.append(types.SimpleNamespace(task="word", audio="mix.wav", prompt={"word": "dog", "occurrence": 1},
-                                           times=(0.5,)))
-    counts = SpeakerCounts(questions, tokenizer)
-    frames = 40
-    by_hand = [sum(round(t * 1000) // 40 <= frame for t in onsets) for frame in range(frames)]  # in whole ms
-    assert counts("mix.wav", frames).tolist() == by_hand and by_hand[10] == 3 and by_hand[9] == 1
-    assert counts("gap.wav", frames) is None and counts("other.wav", frames) is None and len(counts) == 1
-    eleven = SpeakerCounts([speaker_question("many.wav", k, 0.1 * k) for k in range(1, 12)], tokenizer)
-    assert eleven("many.wav", 40).max() == SpeakerCounts.MOST  # eleven speakers are named as ten
-    question = tokenizer.encode("When does the 3rd speaker start speaking?", add_special_tokens=False).ids
-    assert counts.token_ids[3] in question and counts.token_ids[2] not in question
-    assert [tokenizer.decode([i]) for i in counts.token_ids] == [f" {k}" for k in range(SpeakerCounts.MOST + 1)]
-
-
-def test_speaker_count_loss_is_cross_entropy_over_the_count_tokens_at_each_rows_audio_frames():
-    torch.manual_seed(0)
-    model = build_model("omni-tiny", seed=0)
-    weights_before = set(model.state_dict())
-    model.speaker_counts = SpeakerCounts([speaker_question("a.wav", 1, 0.0), speaker_question("a.wav", 2, 0.1)],
-                                         preset_tokenizer())
-    rows, tokens, width = 3, 12, model.info.hidden_size
-    hidden = torch.randn(rows, tokens, width, requires_grad=True)
-    frame_mask = torch.zeros(rows, 6, dtype=torch.bool)
-    frame_mask[0, :5] = frame_mask[1, :6] = frame_mask[2, :4] = True
-    batch = types.SimpleNamespace(examples=[types.SimpleNamespace(audio=a) for a in ("a.wav", "b.wav", "a.wav")],
-                                  audio_start=torch.tensor([3, 2, 4]))
-    output = types.SimpleNamespace(hidden=hidden, frame_mask=frame_mask)
-    loss = model.speaker_count_loss(batch, output, None)
-    assert set(model.state_dict()) == weights_before  # nothing new to export
-
-    table = model.language_model.embed_tokens.weight.detach()[torch.from_numpy(model.speaker_counts.token_ids)]
-    terms = []
-    for row, frames in ((0, 5), (2, 4)):  # row 1's clip is no speaker mix
-        for frame in range(frames):
-            count = 1 + int(frame >= 2)  # by hand: from the 2nd onset's frame (0.1 s: frame 2) on
-            logits = hidden[row, batch.audio_start[row] + frame].detach() @ table.T
-            terms.append(-logits.log_softmax(-1)[count].item())
-    assert loss.item() == pytest.approx(np.mean(terms), rel=1e-5)
-    loss.backward()
-    assert hidden.grad[1].abs().sum() == 0 and hidden.grad[0, :3].abs().sum() == 0  # other clip; the question
-    assert hidden.grad[0, 3:8].abs().sum(-1).gt(0).all() and hidden.grad[0, 8:].abs().sum() == 0
-    # Merge-aware batches: a frame reads the token that covers it.
-    merged = torch.tensor([[0, 0, 1, 1, 2, -1], [0, 1, 2, 3, 4, 5], [0, 0, 0, 1, -1, -1]])
-    got = model.speaker_count_loss(batch, output, merged)
-    expected = [-(hidden[row, batch.audio_start[row] + merged[row, frame]].detach() @ table.T).log_softmax(-1)[
-        1 + int(frame >= 2)].item() for row, frames in ((0, 5), (2, 4)) for frame in range(frames)]
-    assert got.item() == pytest.approx(np.mean(expected), rel=1e-5)
-    batch.examples = [types.SimpleNamespace(audio="b.wav")] * 3
-    assert model.speaker_count_loss(batch, output, None) is None

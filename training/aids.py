@@ -23,16 +23,6 @@ No extra weights either (at 25 frames a second a clip's letters fit: at most 0.9
 the shipped model's training clips, with a blank between doubled letters). Measured from stage 22 at
 weights 0.3 and 1.0 it moved no held-out set beyond noise (README, stage 23): an option, not the recipe.
 
-The speaker-count aid asks the decoder's final states at the audio frames of a speaker mix how many
-speakers have started by then, as the question writes the number (" 3" in "the 3rd speaker"):
-
-    log p(count | frame) = log_softmax(state[frame] . embed_tokens[" 0", " 1", ..., " 10"]^T)
-
-The k-th speaker's onset is where the count turns from k-1 to k, and the question holds the token the
-states are pulled towards, so the head has to compare what it reads with what it hears. The label is
-on every frame, from every speaker onset of the clip (the asked one and the others): a new voice
-joining the mix is what the onset loss alone, one frame a question, did not teach (README, speakers).
-
 Labels come from the manifest itself: a clip's transcript question (task "transcript" with ``ends``)
 lists every word with its start and end, so any corpus whose loader writes transcript lines (the
 synthetic words, LibriSpeech aligned by MFA) supplies them.
@@ -66,11 +56,10 @@ class Aids:
     every: float = 0.0  # weight of the Poisson NLL (with the count term) of every occurrence on the "every" channel
     spelling: float = 0.0  # weight of the CTC over the letters a clip's words spell, on the audio embeddings
     position_shift: int = 0  # audio positions moved a random 0..this many frames from the question (0: off)
-    speaker_count: float = 0.0  # weight of the CE of how many speakers have started, at the decoder's audio frames
 
     def __post_init__(self):
         weights = {"word_identity": self.word_identity, "inside": self.inside, "end": self.end, "every": self.every,
-                   "spelling": self.spelling, "speaker_count": self.speaker_count}
+                   "spelling": self.spelling}
         if min(weights.values()) < 0:
             raise InputError("aid weights must be >= 0, got " + ", ".join(f"{k}={v}" for k, v in weights.items()))
         if isinstance(self.position_shift, bool) or not isinstance(self.position_shift, int) or self.position_shift < 0:
@@ -127,46 +116,6 @@ class Spellings:
 
     def __len__(self) -> int:
         return len(self._letters)
-
-
-class SpeakerCounts:
-    """Per speaker mix: its onsets (from its k-th speaker questions, k = 1..n), and per frame how many
-    speakers have started by the frame's end (an onset counts from its own frame, as the onset loss
-    places it), as class indices of the speaker-count aid (0..``MOST``);
-    ``token_ids``: the embedding row of each class (" 0" .. " 10", as a question writes k)."""
-
-    MOST = 10  # the most speakers a count names: LibriCount mixes hold 1-10
-
-    def __init__(self, examples: Iterable, tokenizer):
-        ids = []
-        for count in range(self.MOST + 1):
-            tokens = tokenizer.encode(f" {count}", add_special_tokens=False).ids
-            if len(tokens) != 1:
-                raise InputError(f"the speaker-count aid needs one token per count; this tokenizer splits "
-                                 f"{f' {count}'!r} into {tokens}")
-            ids.append(tokens[0])
-        self.token_ids = np.asarray(ids, dtype=np.int64)
-        onsets: dict[str, dict[int, float]] = {}
-        for example in examples:
-            if example.task == "speaker" and example.audio is not None and example.times:
-                onsets.setdefault(example.audio, {})[int(example.prompt["occurrence"])] = float(example.times[0])
-        # A clip is labelled only where its questions name every speaker up to the last asked: a gap in k
-        # would leave a count unknown.
-        self._onsets = {audio: np.sort(np.asarray([asked[k] for k in sorted(asked)]))
-                        for audio, asked in onsets.items() if sorted(asked) == list(range(1, len(asked) + 1))}
-
-    def __call__(self, audio, num_frames: int) -> np.ndarray | None:
-        """(num_frames,) int64 counts, or None for a clip that is no labelled speaker mix."""
-        onsets = self._onsets.get(audio)
-        if onsets is None:
-            return None
-        # Snapped to a millionth of a frame as losses.event_segments does: 1.2 s / 0.04 s is 29.999999999999996.
-        onset_frames = np.floor(np.round(onsets / FRAME_SECONDS * 1e6) / 1e6)
-        counts = np.searchsorted(onset_frames, np.arange(num_frames), side="right")
-        return np.minimum(counts, self.MOST).astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self._onsets)
 
 
 class WordFrameLabels:

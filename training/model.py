@@ -188,7 +188,6 @@ class FrameStampModel(nn.Module):
         self.head = FrameHead(info.hidden_size, len(head.channels), head.lookahead)
         self.aids = Aids()  # training-only losses (aids.py); the trainer sets them, exports ignore them
         self.spellings = None  # aids.Spellings for the spelling aid; the trainer sets it
-        self.speaker_counts = None  # aids.SpeakerCounts for the speaker-count aid; the trainer sets it
 
     @property
     def language_model(self) -> nn.Module:
@@ -355,11 +354,6 @@ class FrameStampModel(nn.Module):
             spelling = self.spelling_loss(batch, audio, frame_counts)
             metrics["spelling"] = spelling.item()
             loss = loss + self.aids.spelling * spelling
-        if self.aids.speaker_count > 0 and self.speaker_counts is not None:
-            counted = self.speaker_count_loss(batch, output, frame_tokens)
-            if counted is not None:
-                metrics["speaker_count"] = counted.item()
-                loss = loss + self.aids.speaker_count * counted
         if self.aids.inside > 0 and batch.frame_labels is not None:
             inside = self.inside_loss(batch, output)
             metrics["inside"] = inside.item()
@@ -466,32 +460,6 @@ class FrameStampModel(nn.Module):
         log_probs = (audio[rows].float() @ classes.float().T).log_softmax(-1)  # (clips, frames, 27)
         return F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets).to(audio.device), frame_counts[rows],
                           torch.tensor([len(t) for t in targets], device=audio.device), blank=0, zero_infinity=True)
-
-    def speaker_count_loss(self, batch, output: FrameOutput, frame_tokens: torch.Tensor | None):
-        """Cross-entropy of how many speakers have started, at every audio frame of each speaker-mix row,
-        from the decoder's final state there scored against the tied embeddings of " 0" .. " 10" (aids.py);
-        a frame reads its audio token's state as the head does (the merged token covering it in merge-aware
-        batches). None when the batch holds no labelled speaker mix."""
-        hidden, frame_mask = output.hidden, output.frame_mask
-        rows, labels = [], []
-        for row, example in enumerate(batch.examples):
-            counts = self.speaker_counts(example.audio, int(frame_mask[row].sum()))
-            if counts is not None:
-                rows.append(row)
-                labels.append(torch.from_numpy(counts))
-        if not rows:
-            return None
-        rows_t = torch.tensor(rows, device=hidden.device)
-        lengths = torch.tensor([len(label) for label in labels], device=hidden.device)
-        tokens = torch.arange(int(lengths.max()), device=hidden.device)[None].expand(len(rows), -1)
-        if frame_tokens is not None:
-            tokens = frame_tokens[rows_t, :tokens.shape[1]].clamp(min=0)
-        index = (batch.audio_start[rows_t, None] + tokens).clamp(max=hidden.shape[1] - 1)
-        states = torch.gather(hidden[rows_t], 1, index[..., None].expand(-1, -1, hidden.shape[-1]))
-        valid = torch.arange(tokens.shape[1], device=hidden.device)[None] < lengths[:, None]
-        classes = self.language_model.embed_tokens.weight[torch.from_numpy(self.speaker_counts.token_ids).to(hidden.device)]
-        logits = states[valid].float() @ classes.float().T
-        return F.cross_entropy(logits, torch.cat(labels).to(hidden.device))
 
     def answer_starts(self, batch) -> torch.Tensor:
         """Index of each example's first answer token: after the audio block and the turn change."""

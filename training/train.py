@@ -132,9 +132,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="move each example's audio a random 0..SECONDS further from the question on the decoder's "
                       "position axis, so that audio far into a long recording sounds as it did in training; pair "
                       "it with --span (default 0: off)")
-    aids.add_argument("--speaker-count", type=float, default=0.0, metavar="WEIGHT",
-                      help="weight of a loss asking the decoder's states at a speaker mix's frames how many speakers "
-                           "have started, against the tied embeddings of ' 0'..' 10' (default 0: off)")
     aids.add_argument("--inside-speakers", action="store_true",
                       help="also train the inside channel on speaker questions: a k-th speaker question's frames "
                       "from that speaker's onset on are inside, those before it outside (needs --inside)")
@@ -194,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
     from framestamp.data.manifest import balanced_subset, check_audio_files, read_manifest
     from framestamp.runtime.features import DEFAULT_SETTINGS
-    from framestamp.training.aids import Aids, SpeakerCounts, Spellings, WordFrameLabels, clip_word_spans
+    from framestamp.training.aids import Aids, Spellings, WordFrameLabels, clip_word_spans
     from framestamp.training.batches import (AbsentOccurrences, AudioCache, AugmentedBatches, EveryOccurrence,
                                              MergedBatches, balance_tasks, collate, length_filter)
     from framestamp.training.checkpoint import (build_model, init_from, load_weights, read_description,
@@ -246,12 +243,7 @@ def run(args: argparse.Namespace) -> int:
     started_from = init_from(model, args.init) if args.init else None
     model.aids = Aids(word_identity=args.word_identity, word_identity_at=args.word_identity_at, inside=args.inside,
                       inside_speakers=args.inside_speakers, end=args.end, every=args.every, spelling=args.spelling,
-                      position_shift=seconds_to_frames(args.position_shift, "--position-shift"),
-                      speaker_count=args.speaker_count)
-    if model.aids.speaker_count:
-        model.speaker_counts = SpeakerCounts(every_train_example, model.tokenizer)
-        if not len(model.speaker_counts):
-            raise InputError(f"--speaker-count needs speaker mixes asked about every speaker (k = 1..n) in {args.train}")
+                      position_shift=seconds_to_frames(args.position_shift, "--position-shift"))
     frame_labels = None
     if model.aids.needs_frame_labels or model.aids.spelling:
         spans = clip_word_spans(every_train_example)
