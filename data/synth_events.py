@@ -199,8 +199,8 @@ def _animal_segments(animal: str) -> tuple[tuple[int, int], ...]:
 
 def animal_call(rng: np.random.Generator, animal: str, max_pause: float | None = None) -> np.ndarray:
     """A random stretch of the recording that starts at one of its calls (runs of sound after quiet),
-    with the calls that follow while they fit in MAX_EVENT_SECONDS and (``max_pause`` seconds, if
-    given) follow the last after no longer a quiet."""
+    with the calls that follow while they fit in MAX_EVENT_SECONDS and, if ``max_pause`` (seconds) is
+    given, while the quiet before each is no longer than that."""
     recording = animal_sounds()[animal]
     segments = _animal_segments(animal)
     first = int(rng.integers(len(segments)))
