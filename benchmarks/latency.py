@@ -7,7 +7,8 @@
 The same backbone and the same audio answer "the start of every word of this transcript" two ways
 (the paper's Fig. 3):
 - frame-level: encoder + decoder + head, then posterior-mode decoding; in PyTorch, in ONNX Runtime
-  (fp32 and fp16 artifacts exported on the fly or given with --artifact), and with TensorRT engines
+  (fp32 and fp16 artifacts exported on the fly or given with --artifact; the shipped model's own fp32
+  export is timed as it ships), and with TensorRT engines
   when tensorrt is importable;
 - autoregressive: the same encoder and decoder generating the paper's JSON answer greedily with
   transformers' generate (dynamic KV cache), and an optimized variant (static KV cache, plus
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framestamp.runtime.artifact import SHIPPED_ARTIFACT
 from framestamp.runtime.errors import InputError
 
 BUCKETS = [("1-5", 3), ("6-10", 8), ("11-15", 13), ("16-20", 18), ("21-25", 23), ("26+", 30)]
@@ -42,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="a preset with random weights instead of --model (e.g. omni-3b)")
     parser.add_argument("--artifact", type=Path, action="append", default=[],
                         help="ONNX artifact(s) of the model to time (default: export fp32 and fp16 on the fly "
-                             "from --model; none with --backbone)")
+                             "from --model, the shipped export and its fp16 without --model; none with --backbone)")
     parser.add_argument("--clips", type=Path,
                         help="a manifest with long transcript clips to use instead of generating them "
                              "(machines without espeak-ng: generate with `framestamp synth --tasks words "
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         examples, features = benchmark_clips(scratch, max(n for _, n in buckets), args.clips)
         artifacts = list(args.artifact)
         if not artifacts and checkpoint is not None:
-            artifacts = export_artifacts(checkpoint, scratch, ["fp32"] if args.quick else ["fp32", "fp16"])
+            shipped = SHIPPED_ARTIFACT if args.model is None else None  # exported from this checkpoint
+            artifacts = export_artifacts(checkpoint, scratch, ["fp32"] if args.quick else ["fp32", "fp16"], shipped)
         timer = Timer(model, args.device, args.repeats, artifacts, args.threads, args.compile)
         report = {"command": "framestamp bench latency " + " ".join(sys.argv[3:] if sys.argv[1:2] == ["bench"] else []),
                   "device": device_name(args.device), "model": source,
@@ -168,13 +171,16 @@ def truncated(example, count: int):
     return replace(example, prompt={"transcript": " ".join(words)}, times=tuple(example.times[:count]), ends=ends)
 
 
-def export_artifacts(checkpoint: Path, folder: Path, precisions: list[str]) -> list[Path]:
+def export_artifacts(checkpoint: Path, folder: Path, precisions: list[str], fp32: Path | None = None) -> list[Path]:
+    """Artifacts of ``checkpoint`` at ``precisions`` (fp32 first) in ``folder``; ``fp32``: its existing export."""
     from framestamp.export.artifact import convert_artifact, export_fp32
 
-    export_fp32(checkpoint, folder / "fp32")
+    if fp32 is None:
+        fp32 = folder / "fp32"
+        export_fp32(checkpoint, fp32)
     for precision in precisions[1:]:
-        convert_artifact(folder / "fp32", folder / precision, precision)
-    return [folder / precision for precision in precisions]
+        convert_artifact(fp32, folder / precision, precision)
+    return [fp32] + [folder / precision for precision in precisions[1:]]
 
 
 class Timer:
