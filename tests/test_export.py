@@ -14,8 +14,6 @@ from framestamp.export.parity import check_parity
 from framestamp.runtime.artifact import ArtifactError, GraphSessions, read_manifest
 from framestamp.runtime.features import DEFAULT_SETTINGS
 from framestamp.runtime.frames import audio_frames_for_mel
-from framestamp.training.checkpoint import build_model, save_checkpoint
-from framestamp.training.model import HeadConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning")
 BACKBONES = ["omni-tiny", "qwen2-audio-tiny"]
@@ -32,13 +30,9 @@ def speech(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=BACKBONES)
-def exported(request, tmp_path_factory):
+def exported(request, tiny_export):
     """(backbone, checkpoint, fp32 artifact) for a random-init tiny preset with a look-ahead Poisson head."""
-    folder = tmp_path_factory.mktemp(request.param)
-    model = build_model(request.param, HeadConfig(objective="poisson", lookahead=2), seed=0)
-    checkpoint = save_checkpoint(model, folder / "checkpoint", features=DEFAULT_SETTINGS.to_json())
-    export_fp32(checkpoint, folder / "fp32")
-    return request.param, checkpoint, folder / "fp32"
+    return (request.param, *tiny_export(request.param))
 
 
 def test_fp32_graphs_equal_pytorch_over_shapes(exported, speech):
