@@ -1,5 +1,6 @@
 """Fixtures shared across test modules. An ONNX export is the suite's slowest setup (about 30 s of
-tracing on 2 cores), so each tiny model the modules share is exported once per session."""
+tracing on 2 cores), so each tiny model the modules share is exported once per session: once in all
+when run serially, once per pytest-xdist worker that needs it under `make test`."""
 
 import pytest
 
