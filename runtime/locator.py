@@ -188,12 +188,14 @@ class Locator:
             shifted = trained_on.get("position_shift_seconds")
             # Audio is as far from the question as it was in training up to the shift it trained with.
             positions_limit = shifted + (trained_on.get("max_seconds") or 0) if shifted else positions_limit
-            # Each window owns window_seconds, or its context if longer (a window's cost per owned frame is least
-            # there); within an engine's profile, what its context and look-ahead leave.
+            # Each window owns window_seconds, or a third of its context if longer: what a window hears (context
+            # + owned) sets its attention's memory, squared, and its decoder work per owned frame; at a third the
+            # peak over 60 minutes was 1.1 GiB against 2.0 owning the whole context, for 21% more time
+            # (benchmarks/results/cpu/span-probe). Within an engine's profile, what its context and look-ahead leave.
             if limits.get("max_seconds"):
                 self.span_own = round(limits["max_seconds"] * AUDIO_FRAMES_PER_SECOND) - self.span_context - self.lookahead
             else:
-                self.span_own = max(round(window_seconds * AUDIO_FRAMES_PER_SECOND), self.span_context)
+                self.span_own = max(round(window_seconds * AUDIO_FRAMES_PER_SECOND), -(-self.span_context // 3))
             if self.span_own < 1:
                 self.span_context = None  # an engine too short for the span's context: windows as for any model
         pass_limit = None if self.span_context is not None else limits.get("max_seconds")  # else per window
