@@ -190,7 +190,7 @@ class Locator:
             positions_limit = shifted + (trained_on.get("max_seconds") or 0) if shifted else positions_limit
             # Each window owns window_seconds, or a third of its context if longer: what a window hears (context
             # + owned) sets its attention's memory, squared, and its decoder work per owned frame; at a third the
-            # peak over 60 minutes was 1.1 GiB against 2.0 owning the whole context, for 21% more time
+            # peak over 60 minutes was 1.1 GiB against 2.0 owning the whole context, for 20-25% more time
             # (benchmarks/results/cpu/span-probe). Within an engine's profile, what its context and look-ahead leave.
             if limits.get("max_seconds"):
                 self.span_own = round(limits["max_seconds"] * AUDIO_FRAMES_PER_SECOND) - self.span_context - self.lookahead

@@ -132,7 +132,7 @@ def test_the_artifact_records_the_span_its_layers_and_the_shift(span_artifact):
     assert locator.max_seconds == pytest.approx(108.0)  # as far as training shifted the audio, plus its clips
     assert locator.span_own == 75  # a window owns its 3 s
     third = -(-LAYERS * (SPAN - 1) // 3)
-    assert third > 0.2 * 25
+    assert third > 0.2 * 25  # longer than a 0.2 s window's 5 frames
     assert Locator(span_artifact[1], window_seconds=0.2, overlap_seconds=0.05).span_own == third  # or a third of its context
 
 
