@@ -346,8 +346,6 @@ class Locator:
         the single pass refuses, so that its error message is the one the user sees)."""
         if not self.window_seconds or not isinstance(query, Query):
             return None
-        if self.span_context is not None and query.task != "transcript":
-            return None  # answered as in one pass, its rows computed a window at a time (``_span_rows``)
         audio, rate = query.audio, query.rate
         if isinstance(audio, (str, Path)):
             try:
@@ -361,7 +359,15 @@ class Locator:
             stream = AudioStream(audio, int(rate), "audio array")
         else:
             return None
+        if query.task != "transcript" and self._span_pass(stream.seconds):
+            return None  # answered as in one pass, its rows computed a window at a time (``_span_rows``)
         return stream if stream.seconds > self.window_seconds else None
+
+    def _span_pass(self, seconds: float) -> bool:
+        """Whether a bounded-span model answers ``seconds`` of audio as one pass would (its rows computed a
+        window at a time): up to as far from the question as training shifted its audio, plus its clips.
+        A longer recording gets the windows every model gets, each heard as a recording of its own."""
+        return self.span_context is not None and (not self.max_seconds or seconds <= self.max_seconds)
 
     def _long_answer(self, query: Query, stream: AudioStream) -> Timestamps:
         """One question over a recording longer than a window: a k-th occurrence of a word or event decoded
@@ -850,12 +856,12 @@ class Locator:
         def ask_first(offset: float):
             """The first occurrence from ``offset`` on: a window at a time (one pass each), the first window
             whose track peaks where answers that exist do (``absent_below``); none such: the first window's.
-            (A bounded-span model's link is one pass over the rest.)"""
+            (A bounded-span model's link is one pass over the rest, where its one pass reaches.)"""
             part = link_audio(samples(), offset, rate)
             if part is None:
                 return None
             # A bounded-span model hears the rest in one pass (its windows give exactly that pass's answer).
-            piece = int(round(self.window_seconds * rate)) if self.window_seconds and self.span_context is None \
+            piece = int(round(self.window_seconds * rate)) if self.window_seconds and not self._span_pass(len(part) / rate) \
                 else len(part)
             step = max(piece - int(round(self.overlap_seconds * rate)), 1)
             found = None

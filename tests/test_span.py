@@ -152,6 +152,29 @@ def mixture(seconds: float, seed: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
+
+def test_past_its_one_pass_a_span_model_answers_in_the_windows_every_model_gets(span_artifact):
+    """Audio longer than the model's one pass reaches (as far as training shifted its audio, plus its clips:
+    108 s here) is not refused: each window is heard as a recording of its own, as windows are for a model
+    without a span, and the answers keep their order over the whole recording."""
+    windowed = Locator(span_artifact[1], window_seconds=3.0, overlap_seconds=1.0)
+    without_span = Locator(span_artifact[1], window_seconds=3.0, overlap_seconds=1.0)
+    without_span.span_context = None  # the windows any model gets
+    audio = mixture(windowed.max_seconds + 6.0, seed=5)
+    assert windowed.max_seconds == pytest.approx(108.0) and not windowed._span_pass(len(audio) / RATE)
+    queries = [Query(audio, "word", {"word": "dog", "occurrence": k}, rate=RATE) for k in (1, 2, 3)]
+    queries += [Query(audio, "event", {"event": "dog", "occurrence": 1}, rate=RATE),
+                Query(audio, "speaker", {"occurrence": 2}, rate=RATE),
+                Query(audio, "transcript", {"transcript": "dog cat dog bird"}, rate=RATE)]
+    answers = windowed.run(queries)
+    for expected, answer in zip(without_span.run(queries), answers):
+        assert answer.times == pytest.approx(expected.times, abs=1e-9)
+    seconds = len(audio) / RATE
+    words = [answer.times[0] for answer in answers[:3]]
+    assert words == sorted(words) and len(set(words)) == 3 and 0 <= words[0] and words[-1] < seconds
+    transcript = answers[-1].times
+    assert len(transcript) == 4 and all(a < b for a, b in zip(transcript, transcript[1:])) and transcript[-1] < seconds
+
 @pytest.mark.parametrize("window, overlap", [(3.0, 1.0), (7.0, 2.0), (0.2, 0.05)])
 def test_windows_give_exactly_the_one_pass_answer(span_artifact, window, overlap):
     """Scores equal one pass's frame for frame over 30 s (windows of 3 and 7 s, each hearing 1.08 s of context,
