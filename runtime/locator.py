@@ -184,6 +184,7 @@ class Locator:
                 raise ArtifactError(f"{self.folder / MANIFEST}: a bounded-span model's artifact must record its "
                                     "decoder layers (limits.decoder_layers); re-export the artifact")
             self.span_context = layers * (span - 1)
+            self.span_seconds = span / AUDIO_FRAMES_PER_SECOND
             trained_on = self.manifest.get("trained_on") or {}
             shifted = trained_on.get("position_shift_seconds")
             # Audio is as far from the question as it was in training up to the shift it trained with.
@@ -573,7 +574,11 @@ class Locator:
         """``answer`` with its caveats; ``alone``: where the k-th question's own track puts it (decoded
         without the earlier occurrences), checked against ``earlier``, their own answers."""
         task, fields = one.query.task, one.fields
-        warnings = [caveats.longer_than_trained(one.seconds, self.max_trained_seconds)]
+        # A bounded-span model's decoder layers each attend back over at most its span, and training moved the audio
+        # as far from the question as its one pass reaches: what it hears at once is the span, not the recording.
+        within_span = (self._span_pass(one.seconds) and self.max_trained_seconds is not None
+                       and self.span_seconds <= self.max_trained_seconds + self.frame_seconds)
+        warnings = [None if within_span else caveats.longer_than_trained(one.seconds, self.max_trained_seconds)]
         if task == "word":
             warnings.append(caveats.outside_vocabulary([fields["word"]], self.vocabulary))
         elif task == "transcript":
