@@ -84,6 +84,7 @@ def listening(window_seconds, overlap_seconds=4.0, transcript_by="words", chain_
     locator = Locator(ARTIFACT, threads=1, window_seconds=window_seconds, overlap_seconds=overlap_seconds,
                       transcript_by=transcript_by, chain_seconds=chain_seconds)
     locator.graphs = ListeningGraphs(locator.tokenizer, len(locator.manifest["channels"]))
+    locator.span_context = None  # the listener hears each frame alone: the windows any model gets (span: test_span.py)
     locator.absent_below, locator.vocabulary = {}, None  # the shipped model's thresholds do not fit this one
     return locator
 
@@ -306,6 +307,7 @@ def test_what_a_window_cannot_answer_is_refused(speech):
     folder, examples = speech
     audio = str(folder / examples[0].audio)
     locator = Locator(ARTIFACT, threads=1, window_seconds=4.0, overlap_seconds=1.0)
+    locator.span_context = None  # windows heard as recordings of their own, as a model without a bounded span gets
     with pytest.raises(InputError, match="cannot keep its meaning across windows"):
         locator.ask(audio, "When does it rain?")
     with pytest.raises(InputError, match="returns one time"):
