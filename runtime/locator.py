@@ -866,8 +866,8 @@ class Locator:
             if part is None:
                 return None
             # A bounded-span model hears the rest in one pass (its windows give exactly that pass's answer).
-            piece = int(round(self.window_seconds * rate)) if self.window_seconds and not self._span_pass(len(part) / rate) \
-                else len(part)
+            one_pass = not self.window_seconds or self._span_pass(len(part) / rate)
+            piece = len(part) if one_pass else int(round(self.window_seconds * rate))
             step = max(piece - int(round(self.overlap_seconds * rate)), 1)
             found = None
             for start in range(0, len(part), step):

@@ -152,7 +152,6 @@ def mixture(seconds: float, seed: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-
 def test_past_its_one_pass_a_span_model_answers_in_the_windows_every_model_gets(span_artifact):
     """Audio longer than the model's one pass reaches (as far as training shifted its audio, plus its clips:
     108 s here) is not refused: each window is heard as a recording of its own, as windows are for a model
@@ -174,6 +173,7 @@ def test_past_its_one_pass_a_span_model_answers_in_the_windows_every_model_gets(
     assert words == sorted(words) and len(set(words)) == 3 and 0 <= words[0] and words[-1] < seconds
     transcript = answers[-1].times
     assert len(transcript) == 4 and all(a < b for a, b in zip(transcript, transcript[1:])) and transcript[-1] < seconds
+
 
 @pytest.mark.parametrize("window, overlap", [(3.0, 1.0), (7.0, 2.0), (0.2, 0.05)])
 def test_windows_give_exactly_the_one_pass_answer(span_artifact, window, overlap):
