@@ -26,6 +26,7 @@ BENCHMARKS = {
     "word-errors": ("framestamp.benchmarks.word_errors", "where word answers go wrong: other occurrence, other word, no word; by position"),
     "occurrence-counts": ("framestamp.benchmarks.occurrence_counts", "a head of every occurrence: its k-th answer, "
                           "the same given the true count, and how often it counts right"),
+    "stages": ("framestamp.benchmarks.stage_curve", "held-out accuracy by shipped stage against targets, table and PNG"),
     "transcripts": ("framestamp.benchmarks.transcripts", "transcripts timed by their words vs one transcript question: accuracy, stacking, time"),
 }
 
