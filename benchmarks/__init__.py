@@ -22,3 +22,14 @@ def write_report(out: Path, stem: str, text: str, record: dict) -> None:
         path.write_text(text)
     with atomic_path(out / f"{stem}.json") as path:
         path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def write_table_and_chart(out: Path, stem: str, text: str, draw) -> None:
+    """OUT/STEM.md (the printed table) and OUT/STEM.png (``draw(path)``), each written atomically."""
+    from framestamp.runtime.files import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / f"{stem}.md") as path:
+        path.write_text(text)
+    with atomic_path(out / f"{stem}.png") as path:
+        draw(path)

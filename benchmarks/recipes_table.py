@@ -105,7 +105,7 @@ def plot(runs: dict[str, dict], path: Path, seconds: dict[str, dict] | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from framestamp.runtime.files import atomic_path
+    from framestamp.benchmarks import write_table_and_chart
 
     parser = argparse.ArgumentParser(prog="framestamp bench recipes", description=__doc__.strip().splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="training output folders (NAME=FOLDER to name a curve)")
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(runs, command, args.note, seconds or None)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.out / f"{args.name}.md") as path:
-            path.write_text(text)
-        with atomic_path(args.out / f"{args.name}.png") as path:
-            plot(runs, path, seconds or None)
+        write_table_and_chart(args.out, args.name, text, lambda path: plot(runs, path, seconds or None))
     return 0
 
 

@@ -101,7 +101,7 @@ def plot(targets: dict[str, float], stages: dict[int, dict[str, float]], path: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from framestamp.runtime.files import atomic_path
+    from framestamp.benchmarks import write_table_and_chart
 
     parser = argparse.ArgumentParser(prog="framestamp bench stages", description=__doc__.strip().splitlines()[0])
     parser.add_argument("stages", type=Path, help="STAGES.json: targets and each stage's held-out acc@40ms")
@@ -115,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(targets, stages, command, about if args.note is None else args.note)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(args.out / f"{args.name}.md") as path:
-            path.write_text(text)
-        with atomic_path(args.out / f"{args.name}.png") as path:
-            plot(targets, stages, path)
+        write_table_and_chart(args.out, args.name, text, lambda path: plot(targets, stages, path))
     return 0
 
 
