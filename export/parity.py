@@ -113,14 +113,14 @@ class ParityReport:
 class OnnxModel:
     """An artifact behind the small interface evaluation uses (prompt_ids, pad_id, run_batch)."""
 
-    def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",)):
+    def __init__(self, folder: str | Path, providers=("CPUExecutionProvider",), threads: int | None = None):
         from tokenizers import Tokenizer
 
         from framestamp.runtime.artifact import GraphSessions
         from framestamp.runtime.prompts import PAD_TOKEN, special_token_id
         from framestamp.training.model import HeadConfig
 
-        self.sessions = GraphSessions.open(folder, providers)
+        self.sessions = GraphSessions.open(folder, providers, threads=threads)
         self.manifest = self.sessions.manifest
         self.tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
         self.pad_id = special_token_id(self.tokenizer, PAD_TOKEN)

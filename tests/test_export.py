@@ -178,6 +178,26 @@ def test_evaluate_scores_an_artifact_as_its_checkpoint(exported, speech, capsys)
     assert flattened(scores[0]) == pytest.approx(flattened(scores[1]), abs=1e-5)
 
 
+def test_evaluate_on_one_thread_gives_the_same_answers(exported, speech, capsys):
+    import torch
+
+    backbone, checkpoint, artifact = exported
+    if backbone != "omni-tiny":
+        pytest.skip("evaluation does not depend on the backbone")
+    assert main(["evaluate", str(checkpoint), str(speech), "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    before = torch.get_num_threads()
+    try:
+        for model in (checkpoint, artifact):
+            assert main(["evaluate", str(model), str(speech), "--json", "--threads", "1"]) == 0
+            assert torch.get_num_threads() == 1
+            assert flattened(json.loads(capsys.readouterr().out)) == pytest.approx(flattened(default), abs=1e-5)
+        assert main(["evaluate", str(checkpoint), str(speech), "--threads", "0"]) == 2
+        assert "--threads 0: give 1 or more" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def flattened(tree, prefix=""):
     """A nested dict of evaluation results as one flat {path: value} dict."""
     if not isinstance(tree, dict):

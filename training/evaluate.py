@@ -451,6 +451,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-seconds", type=float, help="only clips at least this long")
     parser.add_argument("--max-seconds", type=float, help="only clips at most this long")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch or ONNX Runtime (default: their choice, every core). Give each job 1 "
+                             "when several run side by side: threads beyond the cores wait on each other")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--by-occurrence", action="store_true",
                         help="also a table by the asked occurrence: the k-th speaker, the k-th time a word or event "
@@ -469,12 +472,16 @@ def evaluate_command(args: argparse.Namespace, answer) -> int:
     from framestamp.training.checkpoint import load_checkpoint
     from framestamp.training.model import Merging
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads {args.threads}: give 1 or more")
+        torch.set_num_threads(args.threads)
     if (args.checkpoint / "manifest.json").is_file():  # an exported artifact: ONNX Runtime runs it
         from framestamp.export.parity import OnnxModel
 
         if args.method == "tokens":
             raise InputError("an exported artifact has no token generation; evaluate its checkpoint with --method tokens")
-        model = OnnxModel(args.checkpoint)
+        model = OnnxModel(args.checkpoint, threads=args.threads)
         description = model.manifest
     else:
         model, description = load_checkpoint(args.checkpoint, device=args.device)
