@@ -15,6 +15,7 @@ from framestamp.data.corpus import occurrence_numbers, read_json_entries
 from framestamp.data.librispeech import (load_librispeech, read_alignment_txt, read_textgrid_words, write_textgrid)
 from framestamp.data.libricount import load_libricount, write_libricount_json
 from framestamp.data.manifest import read_manifest, write_manifest
+from framestamp.data.pocketsphinx_json import load_pocketsphinx_json, main as pocketsphinx_manifest
 from framestamp.runtime.errors import InputError, ManifestError
 
 RATE = 16_000
@@ -413,6 +414,81 @@ def test_audiogrounding_errors_name_the_line(tmp_path):
 
 
 # --- shared ------------------------------------------------------------------------------------------
+
+# --- pocketsphinx JSON alignments ------------------------------------------------------------------
+
+# (label as pocketsphinx writes it, start, duration): the words as pocketsphinx 5 aligns "he was not he".
+SPHINX_WORDS = [("<sil>", 0.0, 0.21), ("he", 0.21, 0.12), ("was(2)", 0.33, 0.23), ("[NOISE]", 0.56, 0.1),
+                ("not", 0.66, 0.5), ("<sil>", 1.16, 0.07), ("++UH++", 1.23, 0.2), ("He", 1.43, 0.4), ("</s>", 1.83, 0.17)]
+
+
+def sphinx_line(words, phones: bool = False) -> str:
+    """One utterance as pocketsphinx prints it; with ``phones``, each word holds a nested phone list."""
+    entries = []
+    for label, start, duration in words:
+        entry = {"b": start, "d": duration, "p": 0.98, "t": label}
+        if phones:
+            entry["w"] = [{"b": start, "d": duration, "p": 0.99, "t": "SIL"}]
+        entries.append(entry)
+    return json.dumps({"b": 0.0, "d": 2.0, "p": 1.0, "t": "he was not he", "w": entries})
+
+
+def test_pocketsphinx_alignments_become_word_and_transcript_questions(tmp_path):
+    write_audio(tmp_path / "clip.wav", 2.0)
+    (tmp_path / "clip.json").write_text(sphinx_line(SPHINX_WORDS) + "\n")
+    (tmp_path / "clip.phone.json").write_text(sphinx_line(SPHINX_WORDS, phones=True) + "\n")  # no audio of its stem
+    write_audio(tmp_path / "deeper" / "nested.flac", 2.0)
+    (tmp_path / "deeper" / "nested.json").write_text(sphinx_line(SPHINX_WORDS[:3], phones=True))
+
+    with pytest.warns(UserWarning, match="skipped 1 JSON files"):
+        questions = by_id(load_pocketsphinx_json(tmp_path))
+
+    words = [(label.split("(")[0].lower(), start, start + duration) for label, start, duration in SPHINX_WORDS
+             if label[0].isalpha()]
+    numbers = occurrence_numbers(word for word, _, _ in words)
+    expected = {f"pocketsphinx-json/clip/{word}/{k}": (start, end) for (word, start, end), k in zip(words, numbers)}
+    asked = {key: (q.times[0], q.ends[0]) for key, q in questions.items() if key.startswith("pocketsphinx-json/clip/") and q.task == "word"}
+    assert asked == pytest.approx(expected)
+    assert questions["pocketsphinx-json/clip/he/2"].prompt == {"word": "he", "occurrence": 2}
+    transcript = questions["pocketsphinx-json/clip/transcript"]
+    assert transcript.prompt == {"transcript": "he was not he"}
+    assert transcript.times == pytest.approx([start for _, start, _ in words])
+    assert transcript.ends == pytest.approx([end for _, _, end in words])
+    assert transcript.duration == pytest.approx(2.0) and transcript.audio == str(tmp_path / "clip.wav")
+    # nested phones are ignored: the words of a phone-level file are its word entries
+    assert questions["pocketsphinx-json/deeper/nested/transcript"].prompt == {"transcript": "he was"}
+    assert questions["pocketsphinx-json/deeper/nested/was/1"].audio == str(tmp_path / "deeper" / "nested.flac")
+
+    with pytest.warns(UserWarning, match="skipped 1 JSON files"):
+        pocketsphinx_manifest([str(tmp_path), str(tmp_path / "manifest.jsonl")])
+    assert read_manifest(tmp_path / "manifest.jsonl") == list(questions.values())
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ('\n{"w": [{"b": 0.1, "d": 0.2, "t": "he"}]\n', 2, "not valid JSON"),
+    ('{"b": 0, "t": "he"}', 1, "word segments"),
+    ('{"w": [{"b": 0.1, "d": 0.2, "t": "he"}]}\n{"w": [["he", 0.1]]}', 2, "each word must be"),
+    ('{"w": [{"b": -0.1, "d": 0.2, "t": "he"}]}', 1, "'b' must be a number of seconds"),
+    ('{"w": [{"b": 0.1, "d": "0.2", "t": "he"}]}', 1, "'d' must be a number of seconds"),
+    ('{"w": [{"b": 0.1, "d": 0.2, "t": "--"}]}', 1, "has no letters"),
+    ('{"w": [{"b": 0.1, "d": 0.2, "t": "<sil>"}]}', None, "no words"),
+    ('{"w": [{"b": 0.1, "d": 2.2, "t": "he"}]}', None, "is this the right audio"),
+])
+def test_pocketsphinx_alignment_errors_name_the_line(tmp_path, text, line, message):
+    write_audio(tmp_path / "clip.wav", 2.0)
+    (tmp_path / "clip.json").write_text(text)
+    with pytest.raises(ManifestError, match=message) as error:
+        load_pocketsphinx_json(tmp_path)
+    assert_points_at(error, tmp_path / "clip.json", line)
+
+
+def test_pocketsphinx_folder_without_alignments_is_refused(tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        load_pocketsphinx_json(tmp_path / "missing")
+    (tmp_path / "clip.phone.json").write_text(sphinx_line(SPHINX_WORDS))
+    with pytest.raises(InputError, match=r"no <stem>.json alignment with audio .* \(1 JSON files without audio\)"):
+        load_pocketsphinx_json(tmp_path)
+
 
 def test_occurrence_numbers_and_json_entry_lines(tmp_path):
     assert occurrence_numbers(["the", "cat", "the", "the", "dog"]) == [1, 1, 2, 3, 1]
