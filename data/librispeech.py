@@ -179,9 +179,14 @@ def read_textgrid(path: str | Path) -> tuple[list[TextgridTier], int]:
     return tiers, count_line
 
 
+def tier_is(tier: TextgridTier, suffix: str) -> bool:
+    """Whether the tier is named ``suffix`` or ``<speaker> - suffix`` (MFA's multi-speaker output)."""
+    return tier.name.lower() == suffix or tier.name.lower().endswith(f" - {suffix}")
+
+
 def _find_tier(path: Path, tiers: list[TextgridTier], count_line: int, suffix: str, required: bool) -> TextgridTier | None:
     """The interval tier named ``suffix`` or ``<speaker> - suffix``."""
-    found = [tier for tier in tiers if tier.name.lower() == suffix or tier.name.lower().endswith(f" - {suffix}")]
+    found = [tier for tier in tiers if tier_is(tier, suffix)]
     if not found:
         if not required:
             return None

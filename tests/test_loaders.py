@@ -15,8 +15,9 @@ from framestamp.data.corpus import occurrence_numbers, read_json_entries
 from framestamp.data.librispeech import (load_librispeech, read_alignment_txt, read_textgrid_words, write_textgrid)
 from framestamp.data.libricount import load_libricount, write_libricount_json
 from framestamp.data.manifest import read_manifest, write_manifest
-from framestamp.data.pocketsphinx_json import load_pocketsphinx_json, main as pocketsphinx_manifest
+from framestamp.data.aligned import load_aligned, main as aligned_manifest
 from framestamp.runtime.errors import InputError, ManifestError
+from framestamp.runtime.formats import textgrid_text
 
 RATE = 16_000
 
@@ -413,9 +414,7 @@ def test_audiogrounding_errors_name_the_line(tmp_path):
     assert error.value.line is not None and error.value.line > 1
 
 
-# --- shared ------------------------------------------------------------------------------------------
-
-# --- pocketsphinx JSON alignments ------------------------------------------------------------------
+# --- forced alignments beside recordings (pocketsphinx JSON, MFA TextGrids) --------------------------
 
 # (label as pocketsphinx writes it, start, duration): the words as pocketsphinx 5 aligns "he was not he".
 SPHINX_WORDS = [("<sil>", 0.0, 0.21), ("he", 0.21, 0.12), ("was(2)", 0.33, 0.23), ("[NOISE]", 0.56, 0.1),
@@ -440,28 +439,55 @@ def test_pocketsphinx_alignments_become_word_and_transcript_questions(tmp_path):
     write_audio(tmp_path / "deeper" / "nested.flac", 2.0)
     (tmp_path / "deeper" / "nested.json").write_text(sphinx_line(SPHINX_WORDS[:3], phones=True))
 
-    with pytest.warns(UserWarning, match="skipped 1 JSON files"):
-        questions = by_id(load_pocketsphinx_json(tmp_path))
+    with pytest.warns(UserWarning, match="skipped 1 alignment files with no audio"):
+        questions = by_id(load_aligned(tmp_path))
 
     words = [(label.split("(")[0].lower(), start, start + duration) for label, start, duration in SPHINX_WORDS
              if label[0].isalpha()]
     numbers = occurrence_numbers(word for word, _, _ in words)
-    expected = {f"pocketsphinx-json/clip/{word}/{k}": (start, end) for (word, start, end), k in zip(words, numbers)}
-    asked = {key: (q.times[0], q.ends[0]) for key, q in questions.items() if key.startswith("pocketsphinx-json/clip/") and q.task == "word"}
+    expected = {f"aligned/clip/{word}/{k}": (start, end) for (word, start, end), k in zip(words, numbers)}
+    asked = {key: (q.times[0], q.ends[0]) for key, q in questions.items() if key.startswith("aligned/clip/") and q.task == "word"}
     assert asked == pytest.approx(expected)
-    assert questions["pocketsphinx-json/clip/he/2"].prompt == {"word": "he", "occurrence": 2}
-    transcript = questions["pocketsphinx-json/clip/transcript"]
+    assert questions["aligned/clip/he/2"].prompt == {"word": "he", "occurrence": 2}
+    transcript = questions["aligned/clip/transcript"]
     assert transcript.prompt == {"transcript": "he was not he"}
     assert transcript.times == pytest.approx([start for _, start, _ in words])
     assert transcript.ends == pytest.approx([end for _, _, end in words])
     assert transcript.duration == pytest.approx(2.0) and transcript.audio == str(tmp_path / "clip.wav")
     # nested phones are ignored: the words of a phone-level file are its word entries
-    assert questions["pocketsphinx-json/deeper/nested/transcript"].prompt == {"transcript": "he was"}
-    assert questions["pocketsphinx-json/deeper/nested/was/1"].audio == str(tmp_path / "deeper" / "nested.flac")
+    assert questions["aligned/deeper/nested/transcript"].prompt == {"transcript": "he was"}
+    assert questions["aligned/deeper/nested/was/1"].audio == str(tmp_path / "deeper" / "nested.flac")
 
-    with pytest.warns(UserWarning, match="skipped 1 JSON files"):
-        pocketsphinx_manifest([str(tmp_path), str(tmp_path / "manifest.jsonl")])
+    with pytest.warns(UserWarning, match="skipped 1 alignment files"):
+        aligned_manifest([str(tmp_path), str(tmp_path / "manifest.jsonl")])
     assert read_manifest(tmp_path / "manifest.jsonl") == list(questions.values())
+
+
+def test_mfa_textgrids_in_their_own_folder(tmp_path):
+    """MFA's layout: the corpus in one folder, its TextGrids in another; marks of non-speech are no words,
+    an unknown word is never asked and leaves its clip without a transcript question."""
+    words = [("uh", 0.1, 0.3), ("so", 0.3, 0.5), ("<vocnoise>", 0.6, 0.8), ("the", 0.9, 1.0), ("[cutoff]", 1.0, 1.1),
+             ("cold", 1.2, 1.6), ("the", 1.7, 1.8)]
+    write_audio(tmp_path / "wav" / "talk.wav", 2.0)
+    write_textgrid(tmp_path / "aligned" / "talk.TextGrid", words, phones_for(words), 2.0)
+    write_audio(tmp_path / "wav" / "odd.flac", 1.0)
+    write_textgrid(tmp_path / "aligned" / "odd.TextGrid", [("hello", 0.1, 0.4), ("<unk>", 0.4, 0.7)],
+                   [("h", 0.1, 0.4), ("spn", 0.4, 0.7)], 1.0)
+    write_audio(tmp_path / "wav" / "input.wav", 1.0)  # MFA's input: a transcript, not an alignment
+    (tmp_path / "aligned" / "input.TextGrid").write_text(textgrid_text([("speaker", [("hello world", 0.0, 1.0)])], 1.0))
+
+    with pytest.warns(UserWarning, match="skipped 1 TextGrids with no words tier"):
+        questions = by_id(load_aligned(tmp_path / "wav", tmp_path / "aligned"))
+
+    kept = [(label, start, end) for label, start, end in words if label[0].isalpha()]
+    numbers = occurrence_numbers(label for label, _, _ in kept)
+    assert {key: q.times[0] for key, q in questions.items() if key.startswith("aligned/talk/") and q.task == "word"} == \
+        pytest.approx({f"aligned/talk/{label}/{k}": start for (label, start, _), k in zip(kept, numbers)})
+    assert questions["aligned/talk/transcript"].prompt == {"transcript": "uh so the cold the"}
+    assert questions["aligned/talk/transcript"].ends == pytest.approx([end for _, _, end in kept])
+    assert questions["aligned/talk/the/2"].audio == str(tmp_path / "wav" / "talk.wav")
+    assert [key for key in questions if key.startswith("aligned/odd/")] == ["aligned/odd/hello/1"]
+    assert not any(key.startswith("aligned/input/") for key in questions)
 
 
 @pytest.mark.parametrize("text, line, message", [
@@ -470,25 +496,33 @@ def test_pocketsphinx_alignments_become_word_and_transcript_questions(tmp_path):
     ('{"w": [{"b": 0.1, "d": 0.2, "t": "he"}]}\n{"w": [["he", 0.1]]}', 2, "each word must be"),
     ('{"w": [{"b": -0.1, "d": 0.2, "t": "he"}]}', 1, "'b' must be a number of seconds"),
     ('{"w": [{"b": 0.1, "d": "0.2", "t": "he"}]}', 1, "'d' must be a number of seconds"),
-    ('{"w": [{"b": 0.1, "d": 0.2, "t": "--"}]}', 1, "has no letters"),
+    ('{"w": [{"b": 0.1, "d": 0.2, "t": "--"}]}', None, "has no letters"),
     ('{"w": [{"b": 0.1, "d": 0.2, "t": "<sil>"}]}', None, "no words"),
     ('{"w": [{"b": 0.1, "d": 2.2, "t": "he"}]}', None, "is this the right audio"),
 ])
-def test_pocketsphinx_alignment_errors_name_the_line(tmp_path, text, line, message):
+def test_alignment_errors_name_the_file_and_line(tmp_path, text, line, message):
     write_audio(tmp_path / "clip.wav", 2.0)
     (tmp_path / "clip.json").write_text(text)
     with pytest.raises(ManifestError, match=message) as error:
-        load_pocketsphinx_json(tmp_path)
+        load_aligned(tmp_path)
     assert_points_at(error, tmp_path / "clip.json", line)
 
 
-def test_pocketsphinx_folder_without_alignments_is_refused(tmp_path):
-    with pytest.raises(InputError, match="no such folder"):
-        load_pocketsphinx_json(tmp_path / "missing")
-    (tmp_path / "clip.phone.json").write_text(sphinx_line(SPHINX_WORDS))
-    with pytest.raises(InputError, match=r"no <stem>.json alignment with audio .* \(1 JSON files without audio\)"):
-        load_pocketsphinx_json(tmp_path)
+def test_folders_without_alignments_or_with_ambiguous_clips_are_refused(tmp_path):
+    with pytest.raises(InputError, match="no such audio folder"):
+        load_aligned(tmp_path / "missing")
+    write_audio(tmp_path / "a" / "clip.wav", 1.0)
+    (tmp_path / "a" / "clip.phone.json").write_text(sphinx_line(SPHINX_WORDS))
+    with pytest.raises(InputError, match=r"no <stem>.TextGrid .* \(1 alignment files without audio, 0 TextGrids"):
+        load_aligned(tmp_path)
+    write_audio(tmp_path / "b" / "clip.wav", 1.0)  # the same name in two folders: which one does clip.json time?
+    (tmp_path / "a" / "clip.json").write_text(sphinx_line(SPHINX_WORDS[:3]))
+    with pytest.raises(InputError, match="two clips named clip"):
+        load_aligned(tmp_path)
 
+
+
+# --- shared ------------------------------------------------------------------------------------------
 
 def test_occurrence_numbers_and_json_entry_lines(tmp_path):
     assert occurrence_numbers(["the", "cat", "the", "the", "dog"]) == [1, 1, 2, 3, 1]
