@@ -37,7 +37,7 @@ import numpy as np
 
 from framestamp.runtime.artifact import SHIPPED_ARTIFACT
 from framestamp.runtime.chain import CHAIN_SECONDS
-from framestamp.runtime.locator import DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
+from framestamp.runtime.locator import AUTO_WINDOWS, DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS
 from framestamp.runtime.pacing import WEIGHT as PACE
 
 SHIPPED_CHECKPOINT = SHIPPED_ARTIFACT.parent / "omni-tiny-synth"
@@ -45,9 +45,12 @@ LENGTHS = (10, 30, 60, 150, 300, 600, 1200, 2400, 3600)  # seconds
 ONE_PASS_LENGTHS = (10, 30, 60, 150)  # one pass beyond ~3 minutes needs several GiB (the decoder's attention)
 
 
-def parse_window(text: str) -> tuple[float | None, float]:
+def parse_window(text: str) -> tuple[float | str | None, float]:
+    """A --windows entry: "20/4" (window / overlap seconds), "none" (one pass) or "auto" (the runtime's default)."""
     if text == "none":
         return None, 0.0
+    if text == AUTO_WINDOWS:
+        return AUTO_WINDOWS, DEFAULT_OVERLAP_SECONDS
     window, _, overlap = text.partition("/")
     return float(window), float(overlap or 0)
 
@@ -377,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     scored = modes.add_parser("accuracy", help="windowed vs one pass, acc@40ms on a manifest")
     scored.add_argument("manifest", type=Path)
     scored.add_argument("--artifact", type=Path, default=SHIPPED_ARTIFACT)
-    scored.add_argument("--windows", default="none,12/4", help="comma-separated WINDOW/OVERLAP seconds, or none")
+    scored.add_argument("--windows", default="none,12/4",
+                        help="comma-separated WINDOW/OVERLAP seconds, none (one pass) or auto (the runtime's default)")
     scored.add_argument("--every", type=int, default=1, help="score every N-th word question (all transcripts)")
     scored.add_argument("--chain-after", default=f"{CHAIN_SECONDS:g}",
                         help="comma-separated seconds past which a k-th occurrence is chained (0: never), each a row")

@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "and say how many on stderr (default 0: keep all)")
     parser.add_argument("--window", type=float, metavar="SECONDS",
                         help="answer audio longer than this a window at a time, the windows' answers stitched over the "
-                             "whole recording (default 20, measured best for the shipped model; 0: one pass over all of it)")
+                             "whole recording (default: audio no longer than the model's training clips in one pass, "
+                             "longer audio in 20 s windows; 0: one pass over all of it)")
     parser.add_argument("--overlap", type=float, metavar="SECONDS", help="seconds shared by neighbouring windows (default 4)")
     parser.add_argument("--chain-after", type=float, default=CHAIN_SECONDS, metavar="SECONDS",
                         help="a k-th --occurrence of a --word or --event whose joint answers pass this time is found from "

@@ -365,6 +365,25 @@ def test_long_and_short_recordings_in_one_run_keep_their_order():
     assert together[0].times == pytest.approx([470 * 0.04 + 0.02]) and together[1].times == pytest.approx([90 * 0.04 + 0.02])
 
 
+def test_by_default_a_recording_as_long_as_the_training_clips_is_one_pass_and_a_longer_one_windows():
+    """The default windows ("auto"): up to the model's training clips (the shipped model's are up to 30 s)
+    one pass answers, as in training; past them 20 s windows do. An explicit window is always kept."""
+    trained = Locator(ARTIFACT).max_trained_seconds
+    assert 20.0 < trained < 31.0
+    for seconds, windowed_by_default in ((trained - 1.0, False), (trained + 5.0, True)):
+        edges = list(range(20, round(seconds * 25) - 8, 45))
+        words = [("dog", "cat")[i % 2] for i in range(len(edges))]
+        audio = bursts_recording(list(zip(edges, words)), seconds)
+        for window, windows_expected in (("auto", windowed_by_default), (20.0, True), (None, False)):
+            locator = listening(window)
+            calls = []
+            windowed = locator._windowed
+            locator._windowed = lambda query, stream: calls.append(stream.seconds) or windowed(query, stream)
+            found = locator.transcript(audio, " ".join(words), rate=RATE)
+            assert found.times == pytest.approx([f * 0.04 + 0.02 for f in edges])
+            assert bool(calls) == windows_expected, (seconds, window)
+
+
 def test_a_transcript_keeps_its_order_where_the_speaking_rate_changes():
     """Slow speech, then fast: a window over the slow part holds fewer words than the recording's average
     rate predicts. The words it does not hold fall past its end for the next window, instead of being
