@@ -144,7 +144,8 @@ def framestamp_answers(model_path: Path, examples, manifest_dir: Path, batch_siz
 
 
 def score_table(examples, answers: dict[str, dict[str, np.ndarray]]) -> dict:
-    """task -> engine -> system -> scores (acc@20/40/100 ms, MAD), on the same questions."""
+    """task -> engine -> system -> scores (acc@20/40/100 ms, MAD, and ``unanswered``: questions it gave no
+    time at all, a clip it could not align), on the same questions."""
     rows: dict = defaultdict(lambda: defaultdict(dict))
     groups = defaultdict(list)
     for example in examples:
@@ -154,21 +155,24 @@ def score_table(examples, answers: dict[str, dict[str, np.ndarray]]) -> dict:
         for system in SYSTEMS:
             predicted = np.concatenate([answers[system][example.id] for example in group])
             scores = timestamp_scores(predicted, reference).as_dict()
-            rows[task][engine][system] = {"questions": len(group), **scores}
+            unanswered = sum(bool(np.isnan(answers[system][example.id]).all()) for example in group)
+            rows[task][engine][system] = {"questions": len(group), **scores, "unanswered": unanswered}
     return {task: dict(engines) for task, engines in rows.items()}
 
 
 def markdown(table: dict, command: str) -> str:
-    lines = [f"# framestamp vs pocketsphinx forced alignment", "", f"Reproduce: `{command}`", ""]
+    lines = [f"# framestamp vs pocketsphinx forced alignment", "", f"Reproduce: `{command}`", "",
+             "A question pocketsphinx leaves unanswered (a clip it could not align) counts as a miss.", ""]
     for task, engines in table.items():
         lines += [f"## {task}", "", "| engine | questions | times | framestamp acc@40ms | pocketsphinx acc@40ms | "
-                  "framestamp acc@20ms | pocketsphinx acc@20ms | framestamp MAD | pocketsphinx MAD |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "framestamp acc@20ms | pocketsphinx acc@20ms | framestamp MAD | pocketsphinx MAD | "
+                  "pocketsphinx unanswered |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for engine, systems in engines.items():
             ours, peer = systems["framestamp"], systems["pocketsphinx"]
             lines.append(f"| {engine} | {ours['questions']} | {ours['count']} | {ours['acc@40ms']:.1%} | "
                          f"{peer['acc@40ms']:.1%} | {ours['acc@20ms']:.1%} | {peer['acc@20ms']:.1%} | "
-                         f"{ours['mad_ms']:.0f} ms | {peer['mad_ms']:.0f} ms |")
+                         f"{ours['mad_ms']:.0f} ms | {peer['mad_ms']:.0f} ms | {peer['unanswered']} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -37,7 +37,11 @@ def test_table_scores_each_system_on_the_same_questions_per_task_and_engine():
     assert table["transcript"]["espeak-ng"]["pocketsphinx"]["acc@40ms"] == 0.0  # no answer is a miss
     assert table["word"]["flite"]["pocketsphinx"]["acc@40ms"] == 1.0
     assert table["word"]["espeak-ng"]["pocketsphinx"]["acc@100ms"] == 1.0
+    assert [table["transcript"]["espeak-ng"][system]["unanswered"] for system in ("framestamp", "pocketsphinx")] == [0, 1]
+    assert table["word"]["espeak-ng"]["pocketsphinx"]["unanswered"] == 0
     assert "| flite | 1 | 1 |" in peers.markdown(table, "cmd")
+    transcript_row = [line for line in peers.markdown(table, "cmd").splitlines() if line.startswith("| espeak-ng | 1 | 2 |")]
+    assert transcript_row[0].endswith("| 1 |")  # the transcript's clip: pocketsphinx left it unanswered
 
 
 @pytest.mark.espeak
