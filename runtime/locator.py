@@ -49,9 +49,9 @@ MAX_COUNT_CHECK = 16  # the k-th occurrence is checked against at most this many
 # (benchmarks/results/cpu/long-audio-accuracy.md).
 DEFAULT_WINDOW_SECONDS = 20.0
 # The default windows: audio no longer than the clips the model was trained on in one pass, as trained (and as
-# `framestamp evaluate` scores it); longer audio in DEFAULT_WINDOW_SECONDS windows. On 183 words of spontaneous
-# real speech in 25-27 s clips, transcripts were 36.1% within 40 ms in one pass and 24.6% in 20 s windows;
-# on 1,444 words of 22 synthetic 20-30 s clips, 99.4% both ways.
+# `framestamp evaluate` scores it); longer audio in DEFAULT_WINDOW_SECONDS windows. Transcripts of 8-30 s held-out
+# clips: 99.4% within 40 ms either way; of spontaneous real speech (three 25-27 s clips): 36.0% against 24.7% in
+# 20 s windows (benchmarks/results/cpu/long-audio-auto/, real-speech/mfa/long-audio-accuracy.md).
 AUTO_WINDOWS = "auto"
 DEFAULT_OVERLAP_SECONDS = 4.0
 ENCODE_SLICE_SECONDS = 60  # a bounded-span model's long clip is encoded this much at a time (whole 2 s chunks)
