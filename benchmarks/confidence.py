@@ -47,17 +47,20 @@ def measure(manifest: Path, artifact: Path, limit: int | None) -> dict:
     by_task: dict[str, list] = {}
     for example, result in zip(examples, results):
         right = np.abs(np.asarray(result.times) - np.asarray(example.times)) <= WITHIN_SECONDS + 1e-9
-        entry = by_task.setdefault(example.task, [[], []])
+        entry = by_task.setdefault(example.task, [[], [], []])
         entry[0] += list(result.confidence)
         entry[1] += list(right)
+        entry[2] += [bool(result.warnings)] * len(right)  # the question's warnings speak for each of its times
     table = {}
-    for task, (confidence, right) in sorted(by_task.items()) + [("all", [sum((v[0] for v in by_task.values()), []),
-                                                                           sum((v[1] for v in by_task.values()), [])])]:
-        confidence, right = np.asarray(confidence), np.asarray(right, dtype=bool)
+    everything = [sum((v[i] for v in by_task.values()), []) for i in range(3)]
+    for task, (confidence, right, warned) in sorted(by_task.items()) + [("all", everything)]:
+        confidence, right, warned = np.asarray(confidence), np.asarray(right, dtype=bool), np.asarray(warned, dtype=bool)
         sure = confidence >= 0.8
         table[task] = {"times": int(confidence.size), "acc@40ms": float(right.mean()),
                        "confident_times": int(sure.sum()),
                        "right_when_confident": float(right[sure].mean()) if sure.any() else None,
+                       "wrong_times": int((~right).sum()), "wrong_warned": int((warned & ~right).sum()),
+                       "right_times": int(right.sum()), "right_warned": int((warned & right).sum()),
                        "deciles": reliability(confidence, right)}
     return {"manifest": str(manifest), "artifact": str(artifact), "questions": len(examples), "tasks": table}
 
@@ -137,6 +140,8 @@ def markdown(report: dict) -> str:
         sure = entry["right_when_confident"]
         lines += [f"## {task}: {entry['times']} times, acc@40ms {entry['acc@40ms']:.1%}; confidence >= 0.8: "
                   f"{entry['confident_times']} times, {'n/a' if sure is None else f'{sure:.1%}'} right\n",
+                  f"Warned (the question carries a warning): {entry['wrong_warned']} of {entry['wrong_times']} wrong times, "
+                  f"{entry['right_warned']} of {entry['right_times']} right ones.\n",
                   "| confidence | times | mean confidence | right |", "|---|---|---|---|"]
         lines += [f"| {row['confidence']} | {row['times']} | {row['mean_confidence']:.3f} | {row['right']:.3f} |"
                   for row in entry["deciles"]]

@@ -143,3 +143,39 @@ def test_transcripts_benchmark_counts_stacked_words_and_reports_both_modes(tmp_p
     assert all(0 <= record[f"{manifest}:{mode}"]["acc@40ms"] <= 1 for mode in ("words", "question"))
     assert record[f"{manifest}:word questions"]["questions"] == 5
     assert "| words |" in (tmp_path / "out" / "transcripts.md").read_text()
+
+
+def test_confidence_report_counts_warned_answers_among_right_and_wrong(tmp_path, monkeypatch):
+    """The calibration report's warned counts, on a stand-in Locator whose answers and warnings are fixed here."""
+    from types import SimpleNamespace
+
+    import framestamp.runtime
+    from framestamp.benchmarks import confidence
+    from framestamp.data.manifest import Example, write_manifest
+
+    truth = {"a": [1.0], "b": [2.0], "c": [3.0], "t": [0.5, 1.5]}
+    answers = {"a": ([1.01], [0.9], ()), "b": ([2.5], [0.3], ("the word 'b' is probably not in the audio",)),
+               "c": ([3.2], [0.85], ()), "t": ([0.5, 1.9], [0.95, 0.4], ("not trained on 'x'",))}
+    examples = [Example(id=key, task="transcript" if key == "t" else "word",
+                        prompt={"transcript": "x y"} if key == "t" else {"word": key, "occurrence": 1},
+                        times=tuple(times), duration=4.0, audio=f"{key}.wav") for key, times in truth.items()]
+    write_manifest(tmp_path / "m.jsonl", examples)
+
+    class StandIn:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self, queries):
+            keys = [q.fields.get("word") or "t" for q in queries]
+            return [SimpleNamespace(times=answers[k][0], confidence=answers[k][1], warnings=answers[k][2]) for k in keys]
+
+    monkeypatch.setattr(framestamp.runtime, "Locator", StandIn)
+    tasks = confidence.measure(tmp_path / "m.jsonl", tmp_path, None)["tasks"]
+    # words: a right and unwarned, b wrong and warned, c wrong and unwarned
+    assert (tasks["word"]["wrong_warned"], tasks["word"]["wrong_times"], tasks["word"]["right_warned"],
+            tasks["word"]["right_times"]) == (1, 2, 0, 1)
+    # the transcript's warning covers both its times: one right, one wrong
+    assert (tasks["transcript"]["wrong_warned"], tasks["transcript"]["right_warned"]) == (1, 1)
+    assert (tasks["all"]["wrong_warned"], tasks["all"]["wrong_times"]) == (2, 3)
+    assert "Warned (the question carries a warning): 1 of 2 wrong times, 0 of 1 right ones." in \
+        confidence.markdown({"manifest": "m", "artifact": "x", "questions": 4, "tasks": tasks})
