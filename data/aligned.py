@@ -40,9 +40,10 @@ import json
 import re
 from pathlib import Path
 
-from framestamp.data.corpus import (AUDIO_SUFFIXES, audio_duration, make_example, occurrence_numbers,
+from framestamp.data.corpus import (audio_duration, audio_files_by_stem, make_example, occurrence_numbers,
                                     read_text, sample_questions, warn_skipped)
-from framestamp.data.librispeech import SILENCE_LABELS, UNKNOWN_LABELS, read_textgrid, read_textgrid_words, tier_is
+from framestamp.data.librispeech import (SILENCE_LABELS, UNKNOWN_LABELS, overlaps, read_textgrid, read_textgrid_words,
+                                        tier_is)
 from framestamp.data.manifest import Example
 from framestamp.runtime.errors import InputError, ManifestError
 from framestamp.runtime.prompts import normalize_word
@@ -124,8 +125,7 @@ def _clip_questions(path: Path, audio_folder: Path, audio: Path, seed: int, max_
         words.append((word, start, min(end, duration)))
     clip = audio.relative_to(audio_folder).with_suffix("").as_posix()
     source = {"dataset": "aligned", "utterance": clip}
-    reliable = [not any(start < stop and begin < end or begin <= start == end <= stop for begin, stop in unreliable)
-                for _, start, end in words]
+    reliable = [not overlaps(start, end, unreliable) for _, start, end in words]
     spelled = [word for word, _, _ in words]
     word_questions = [
         make_example(path, None, id=f"aligned/{clip}/{word}/{k}", task="word", prompt={"word": word, "occurrence": k},
@@ -138,20 +138,6 @@ def _clip_questions(path: Path, audio_folder: Path, audio: Path, seed: int, max_
             times=tuple(start for _, start, _ in words), ends=tuple(end for _, _, end in words),
             duration=duration, audio=str(audio), source=source))
     return questions
-
-
-def _audio_by_stem(folder: Path) -> dict[str, Path]:
-    """{stem: audio file} for every audio file under ``folder``; a stem found twice is refused."""
-    rank = {suffix: index for index, suffix in enumerate(AUDIO_SUFFIXES)}
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*"), key=lambda p: (p.stem, rank.get(p.suffix.lower(), len(rank)), p)):
-        if path.suffix.lower() not in rank or not path.is_file():
-            continue
-        other = found.get(path.stem)
-        if other is not None and other.parent != path.parent:
-            raise InputError(f"two clips named {path.stem}: {other} and {path}; alignments are matched to audio by name, keep one")
-        found.setdefault(path.stem, path)  # beside each other, the first suffix of AUDIO_SUFFIXES wins
-    return found
 
 
 def _is_alignment(path: Path) -> bool:
@@ -177,7 +163,7 @@ def load_aligned(audio_folder: str | Path, alignment_folder: str | Path | None =
     alignment_folder = Path(alignment_folder).absolute() if alignment_folder is not None else audio_folder
     if not alignment_folder.is_dir():
         raise InputError(f"{alignment_folder}: no such alignment folder")
-    audio_files = _audio_by_stem(audio_folder)
+    audio_files = audio_files_by_stem(audio_folder, recursive=True)
     examples: list[Example] = []
     seen: dict[Path, Path] = {}
     no_audio, no_words = [], []

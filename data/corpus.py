@@ -132,16 +132,21 @@ def audio_duration(path: str | Path) -> float:
     return audio_header(path)[0]
 
 
-def audio_files_by_stem(folder: str | Path) -> dict[str, Path]:
-    """{file name without suffix: path} for the audio files directly inside ``folder``."""
+def audio_files_by_stem(folder: str | Path, recursive: bool = False) -> dict[str, Path]:
+    """{file name without suffix: path} for the audio files directly inside ``folder`` (or anywhere below it,
+    with ``recursive``, where one name in two folders is refused: it could not say which clip is meant)."""
     folder = Path(folder).absolute()  # manifests resolve relative paths against their own folder
     if not folder.is_dir():
         raise InputError(f"{folder}: no such audio folder")
     found: dict[str, Path] = {}
     rank = {suffix: index for index, suffix in enumerate(AUDIO_SUFFIXES)}
-    for path in sorted(folder.iterdir(), key=lambda p: (p.stem, rank.get(p.suffix.lower(), len(rank)))):
+    paths = folder.rglob("*") if recursive else folder.iterdir()
+    for path in sorted(paths, key=lambda p: (p.stem, rank.get(p.suffix.lower(), len(rank)), p)):
         if path.suffix.lower() in rank and path.is_file():
-            found.setdefault(path.stem, path)
+            other = found.setdefault(path.stem, path)  # beside each other, the first suffix of AUDIO_SUFFIXES wins
+            if other.parent != path.parent:
+                raise InputError(f"two clips named {path.stem}: {other} and {path}; alignments are matched to audio "
+                                 "by name, keep one")
     return found
 
 

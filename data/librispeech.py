@@ -374,8 +374,9 @@ def _transcripts(path: Path) -> list[tuple[str, list[str], int]]:
     return utterances
 
 
-def _overlaps(word: AlignedWord, spans: list[tuple[float, float]]) -> bool:
-    return any(word.start < end and start < word.end or start <= word.start == word.end <= end for start, end in spans)
+def overlaps(start: float, end: float, spans: list[tuple[float, float]]) -> bool:
+    """Whether the word [start, end] touches any (unreliable) span; a zero-length word inside one does."""
+    return any(start < stop and begin < end or begin <= start == end <= stop for begin, stop in spans)
 
 
 def _utterance_questions(uttid: str, transcript: list[str], transcript_at: str, audio: Path, alignment_path: Path,
@@ -395,7 +396,7 @@ def _utterance_questions(uttid: str, transcript: list[str], transcript_at: str, 
         raise ManifestError(alignment_path, aligned[-1].line, f"{uttid}: the last word ends at {format_seconds(aligned[-1].end)} s "
                                                               f"but {audio} lasts {duration:.3f} s; is this the right audio?")
     source = {"dataset": "librispeech", "utterance": uttid}
-    reliable = [not _overlaps(word, unreliable) for word in aligned]
+    reliable = [not overlaps(word.start, word.end, unreliable) for word in aligned]
     word_questions = [
         make_example(alignment_path, word.line, id=f"librispeech/{uttid}/{said}/{k}", task="word",
                      prompt={"word": said, "occurrence": k}, times=(word.start,), ends=(word.end,),
